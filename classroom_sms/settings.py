@@ -1,0 +1,204 @@
+"""Settings for classroom-sms, read from the environment (see .env.example)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# Variables already in the environment win over .env (read_env only sets missing ones).
+# ENV_FILE="" reads no file at all (the test settings do this).
+_env_file = env.str("ENV_FILE", default=str(BASE_DIR / ".env"))
+if _env_file and Path(_env_file).is_file():
+    environ.Env.read_env(_env_file)
+
+# Core
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (see .env.example).")
+    # A fresh key per process is fine for development; sessions just don't survive restarts.
+    SECRET_KEY = "dev-insecure-" + secrets.token_urlsafe(40)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_TZ = True
+USE_I18N = True
+LANGUAGE_CODE = "en-us"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=256 * 1024)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_q",
+    "registrations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "classroom_sms.urls"
+WSGI_APPLICATION = "classroom_sms.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: SQLite under var/ unless DATABASE_URL says otherwise.
+(BASE_DIR / "var").mkdir(exist_ok=True)
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, workers and the ORM broker all write: WAL lets readers run beside the writer, and
+    # IMMEDIATE takes the write lock up front so a read transaction never fails to upgrade.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    # Persistent connections roughly halve the webhook's latency under a burst.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# Static files (WhiteNoise serves them in every mode, so dev and production take one path).
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# Security (production sits behind an HTTPS proxy that sets X-Forwarded-Proto)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = env.bool("USE_X_FORWARDED_HOST", default=False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# Public URL Twilio calls; used for signature validation and status callbacks.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
+
+# Twilio
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
+TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
+# Extra numbers of ours (pooled numbers); never answered, to avoid reply loops.
+TWILIO_OWN_NUMBERS = env.list("TWILIO_OWN_NUMBERS", default=[])
+TWILIO_TIMEOUT = env.float("TWILIO_TIMEOUT", default=10.0)
+# For tests and benchmarks only: send Twilio REST calls to a fake server.
+TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="").rstrip("/")
+# Region used to read local numbers that students text without a country code.
+PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="US")
+
+# Coder
+CODER_URL = env.str("CODER_URL", default="").rstrip("/")
+CODER_SESSION_TOKEN = env.str("CODER_SESSION_TOKEN", default="")
+CODER_ORGANIZATION = env.str("CODER_ORGANIZATION", default="")
+CODER_EMAIL_DOMAIN = env.str("CODER_EMAIL_DOMAIN", default="classroom-sms.invalid")
+CODER_USERNAME_PREFIX = env.str("CODER_USERNAME_PREFIX", default="cs")
+CODER_TIMEOUT = env.float("CODER_TIMEOUT", default=10.0)
+
+# Behaviour
+ENROLL_MINUTES_DEFAULT = env.int("ENROLL_MINUTES_DEFAULT", default=30)
+LIFETIME_MINUTES_DEFAULT = env.int("LIFETIME_MINUTES_DEFAULT", default=180)
+INBOUND_THROTTLE_COUNT = env.int("INBOUND_THROTTLE_COUNT", default=10)
+INBOUND_THROTTLE_MINUTES = env.int("INBOUND_THROTTLE_MINUTES", default=5)
+RESEND_LIMIT_PER_HOUR = env.int("RESEND_LIMIT_PER_HOUR", default=3)
+PROVISION_MAX_ATTEMPTS = env.int("PROVISION_MAX_ATTEMPTS", default=5)
+STALE_AFTER_SECONDS = env.int("STALE_AFTER_SECONDS", default=120)
+RETENTION_DAYS = env.int("RETENTION_DAYS", default=30)
+
+# django-q2
+REDIS_URL = env.str("REDIS_URL", default="")
+Q_CLUSTER = {
+    "name": env.str("Q_CLUSTER_NAME", default="classroom-sms"),
+    # Tasks are I/O-bound (Coder, Twilio): more processes than cores keeps bursts fast.
+    "workers": env.int("Q_WORKERS", default=8),
+    # A task is killed after `timeout` s; `retry` must exceed it or the ORM broker re-delivers
+    # a task that is still running.
+    "timeout": 60,
+    "retry": 90,
+    # Redeliveries of a crashing task are bounded; the sweep re-drives rows from the database.
+    "max_attempts": 3,
+    # Small prefetch: a killed cluster loses what it pulled from Redis (the sweep recovers it).
+    "queue_limit": env.int("Q_QUEUE_LIMIT", default=16),
+    # Periodic jobs never replay missed runs after downtime; the next run catches up itself.
+    "catch_up": False,
+    "save_limit": 1000,
+    "ack_failures": True,
+    "poll": 0.1,
+    "label": "Background tasks",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# Logging: no phone numbers, bodies or passwords are ever logged by our code.
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # twilio-python logs every request (URL, headers, phone numbers) at INFO.
+        "twilio": {"level": "WARNING"},
+        "django_q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
+    },
+}

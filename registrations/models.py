@@ -1,0 +1,408 @@
+"""Domain model: classrooms, their sessions, student accounts and the SMS log."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Classroom(models.Model):
+    name = models.CharField(max_length=100)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="classrooms"
+    )
+    co_instructors = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="co_taught_classrooms"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="classroom_unique_name_per_owner")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SessionState(models.TextChoices):
+    SCHEDULED = "scheduled", "Not open yet"
+    OPEN = "open", "Open for enrollment"
+    CLOSED = "closed", "Enrollment closed"
+    ENDED = "ended", "Ended"
+
+
+class Session(models.Model):
+    """One sitting of a class: a phrase students text, an enrollment window, an expiry."""
+
+    classroom = models.ForeignKey(Classroom, on_delete=models.CASCADE, related_name="sessions")
+    phrase = models.CharField(max_length=64, help_text="What students text, e.g. “python lab 3”.")
+    phrase_normalized = models.CharField(max_length=64, editable=False, db_index=True)
+    inbound_number = models.CharField(
+        max_length=16,
+        blank=True,
+        help_text="The Twilio number students text (E.164). Leave blank to accept any of ours.",
+    )
+    opens_at = models.DateTimeField("enrollment opens", default=timezone.now)
+    closes_at = models.DateTimeField("enrollment closes")
+    expires_at = models.DateTimeField("accounts expire")
+    ended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    capacity = models.PositiveIntegerField(default=100, help_text="Most students who can join.")
+    warn_minutes = models.PositiveIntegerField(
+        default=10, help_text="Text a warning this many minutes before expiry (0 = no warning)."
+    )
+    time_zone = models.CharField(
+        max_length=64, default=settings.TIME_ZONE, help_text="Times in SMS are shown in this zone."
+    )
+    coder_template = models.CharField(
+        max_length=128,
+        blank=True,
+        help_text="Coder template to create a workspace from for each student (optional).",
+    )
+    credentials_message = models.TextField(
+        blank=True,
+        help_text="Override of the credentials SMS. Placeholders: {url} {username} {password} "
+        "{expires}. Leave blank for the default.",
+    )
+    warning_message = models.TextField(
+        blank=True,
+        help_text="Override of the expiry warning SMS. Placeholders: {expires} {minutes}.",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-opens_at"]
+        indexes = [models.Index(fields=["phrase_normalized", "expires_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(closes_at__gt=models.F("opens_at")), name="session_closes_after_opens"
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__gte=models.F("closes_at")),
+                name="session_expires_after_closes",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.classroom} · {self.phrase}"
+
+    def save(self, *args, **kwargs) -> None:
+        from registrations.phrases import normalize_phrase
+
+        self.phrase_normalized = normalize_phrase(self.phrase)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        from registrations.phrases import normalize_phrase, phrase_problem
+
+        errors: dict[str, str] = {}
+        problem = phrase_problem(self.phrase or "")
+        if problem:
+            errors["phrase"] = problem
+        if self.opens_at and self.closes_at and self.closes_at <= self.opens_at:
+            errors["closes_at"] = "Enrollment must close after it opens."
+        if self.closes_at and self.expires_at and self.expires_at < self.closes_at:
+            errors["expires_at"] = "Accounts cannot expire before enrollment closes."
+        if not errors:
+            self.phrase_normalized = normalize_phrase(self.phrase)
+            clash = self.clashing_session()
+            if clash:
+                errors["phrase"] = (
+                    f"“{self.phrase}” is already the phrase of “{clash}” "
+                    f"(session #{clash.pk}), whose enrollment window "
+                    f"({clash.opens_at:%Y-%m-%d %H:%M}–{clash.closes_at:%H:%M} UTC) "
+                    "overlaps this one. Choose another phrase or other times."
+                )
+        if errors:
+            raise ValidationError(errors)
+
+    def clashing_session(self) -> Session | None:
+        """Return another live session with this phrase whose enrollment window overlaps."""
+        clashes = Session.objects.filter(
+            phrase_normalized=self.phrase_normalized,
+            opens_at__lt=self.closes_at,
+            closes_at__gt=self.opens_at,
+            ended_at__isnull=True,
+        ).select_related("classroom")
+        if self.pk:
+            clashes = clashes.exclude(pk=self.pk)
+        if self.inbound_number:
+            clashes = clashes.filter(Q(inbound_number="") | Q(inbound_number=self.inbound_number))
+        return clashes.first()
+
+    def state_at(self, now: datetime) -> SessionState:
+        if self.ended_at or self.expires_at <= now:
+            return SessionState.ENDED
+        if now < self.opens_at:
+            return SessionState.SCHEDULED
+        if now < self.closes_at:
+            return SessionState.OPEN
+        return SessionState.CLOSED
+
+    @property
+    def state(self) -> SessionState:
+        return self.state_at(timezone.now())
+
+
+class AccountStatus(models.TextChoices):
+    REQUESTED = "requested", "Requested"
+    PROVISIONING = "provisioning", "Provisioning"
+    ACTIVE = "active", "Active"
+    FAILED = "failed", "Failed"
+    SUSPENDING = "suspending", "Suspending"
+    DELETING_WORKSPACES = "deleting_workspaces", "Deleting workspaces"
+    DELETING_USER = "deleting_user", "Deleting user"
+    DELETED = "deleted", "Deleted"
+
+
+# Statuses a worker holds only briefly; a row left in one of them is re-driven by the sweep.
+IN_FLIGHT_STATUSES = (
+    AccountStatus.REQUESTED,
+    AccountStatus.PROVISIONING,
+    AccountStatus.SUSPENDING,
+    AccountStatus.DELETING_WORKSPACES,
+    AccountStatus.DELETING_USER,
+)
+DELETION_STATUSES = (
+    AccountStatus.SUSPENDING,
+    AccountStatus.DELETING_WORKSPACES,
+    AccountStatus.DELETING_USER,
+)
+
+
+class DeletionReason(models.TextChoices):
+    EXPIRED = "expired", "Session expired"
+    REVOKED = "revoked", "Revoked by an admin"
+    DONE = "done", "Student texted DONE"
+    ENDED = "ended", "Session ended early"
+
+
+class AccountSource(models.TextChoices):
+    SMS = "sms", "Texted the phrase"
+    INVITE = "invite", "Invited by the instructor"
+
+
+class Account(models.Model):
+    """One student's Coder account in one session. The password is never stored."""
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="accounts")
+    # NULL (not '') once purged, so the unique (session, phone) constraint ignores purged rows.
+    phone = models.CharField(max_length=16, null=True, blank=True)
+    source = models.CharField(max_length=10, choices=AccountSource, default=AccountSource.SMS)
+    status = models.CharField(
+        max_length=24, choices=AccountStatus, default=AccountStatus.REQUESTED, db_index=True
+    )
+    coder_username = models.CharField(max_length=32, blank=True)
+    coder_user_id = models.CharField(max_length=36, blank=True)
+    expires_at = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    deletion_reason = models.CharField(max_length=10, choices=DeletionReason, blank=True)
+    workspace_delete_failures = models.PositiveIntegerField(default=0)
+    resend_count = models.PositiveIntegerField(default=0)
+    coder_last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    provisioned_at = models.DateTimeField(null=True, blank=True)
+    credentials_sent_at = models.DateTimeField(null=True, blank=True)
+    last_resent_at = models.DateTimeField(null=True, blank=True)
+    warned_at = models.DateTimeField(null=True, blank=True)
+    deletion_requested_at = models.DateTimeField(null=True, blank=True)
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    purged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "phone"], name="account_one_per_phone"),
+            models.UniqueConstraint(
+                fields=["coder_username"],
+                condition=~Q(coder_username="") & ~Q(status="deleted"),
+                name="account_unique_live_username",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=AccountStatus.values), name="account_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(phone=""), name="account_phone_null_not_empty"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["phone", "status"]),
+            models.Index(fields=["status", "status_changed_at"]),
+            models.Index(fields=["status", "expires_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.coder_username or f"account #{self.pk}"
+
+    @property
+    def masked_phone(self) -> str:
+        from registrations.phones import mask_phone
+
+        return mask_phone(self.phone)
+
+    @property
+    def is_live(self) -> bool:
+        return self.status not in (AccountStatus.DELETED, AccountStatus.FAILED)
+
+
+class InboundOutcome(models.TextChoices):
+    PROVISIONED = "provisioned", "Account requested"
+    RESEND = "resend", "Credentials re-sent"
+    RESEND_LIMITED = "resend_limited", "Resend rate-limited"
+    DUPLICATE = "duplicate", "Duplicate delivery"
+    WRONG_PHRASE = "wrong_phrase", "Unrecognised phrase"
+    NOT_OPEN = "not_open", "Session not open yet"
+    CLOSED = "closed", "Enrollment closed"
+    FULL = "full", "Session full"
+    THROTTLED = "throttled", "Sender throttled"
+    KEYWORD = "keyword", "Keyword"
+    OPT_OUT = "opt_out", "Opted out"
+    OPT_IN = "opt_in", "Opted back in"
+    DONE = "done", "Asked to delete account"
+    OWN_NUMBER = "own_number", "From one of our numbers (ignored)"
+    INVALID = "invalid", "Invalid message"
+
+
+class InboundMessage(models.Model):
+    message_sid = models.CharField(max_length=64, unique=True)
+    phone = models.CharField(max_length=16, null=True, blank=True)
+    to_number = models.CharField(max_length=32, blank=True)
+    body = models.CharField(max_length=320, blank=True)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    outcome = models.CharField(max_length=16, choices=InboundOutcome)
+    session = models.ForeignKey(
+        Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="inbound_messages"
+    )
+    account = models.ForeignKey(
+        Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="inbound_messages"
+    )
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(outcome__in=InboundOutcome.values), name="inbound_outcome_valid"
+            )
+        ]
+        indexes = [models.Index(fields=["phone", "received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.message_sid} ({self.get_outcome_display()})"
+
+
+class OutboundKind(models.TextChoices):
+    CREDENTIALS = "credentials", "Credentials"
+    FAILURE = "failure", "Provisioning failed"
+    WARNING = "warning", "Expiry warning"
+    DELETED = "deleted", "Account deleted"
+    NOTICE = "notice", "Notice"
+    TEST = "test", "Test message"
+
+
+class OutboundStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    RETRY = "retry", "Waiting to retry"
+    ACCEPTED = "accepted", "Accepted"
+    QUEUED = "queued", "Queued"
+    SCHEDULED = "scheduled", "Scheduled"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    READ = "read", "Read"
+    UNDELIVERED = "undelivered", "Undelivered"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+    OPTED_OUT = "opted_out", "Recipient opted out"
+
+
+class OutboundMessage(models.Model):
+    """An SMS we send. The body is stored with any password masked."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    account = models.ForeignKey(
+        Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="outbound_messages"
+    )
+    session = models.ForeignKey(
+        Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="outbound_messages"
+    )
+    phone = models.CharField(max_length=16, null=True, blank=True)
+    kind = models.CharField(max_length=12, choices=OutboundKind)
+    body = models.TextField()
+    status = models.CharField(max_length=12, choices=OutboundStatus, default=OutboundStatus.PENDING)
+    twilio_sid = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    error_code = models.IntegerField(null=True, blank=True)
+    error_message = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=OutboundStatus.values), name="outbound_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=OutboundKind.values), name="outbound_kind_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.get_status_display()})"
+
+
+class OptOut(models.Model):
+    """A phone that texted STOP: nothing is sent to it until it texts START."""
+
+    phone = models.CharField(max_length=16, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        from registrations.phones import mask_phone
+
+        return mask_phone(self.phone)
+
+
+class Heartbeat(models.Model):
+    """Stamped by the worker so /healthz can tell whether background jobs run."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    beat_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.beat_at:%Y-%m-%d %H:%M:%S}"
+
+
+class UsageStat(models.Model):
+    """Anonymous daily counts that outlive the retention of messages and accounts."""
+
+    day = models.DateField()
+    session = models.ForeignKey(
+        Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_stats"
+    )
+    metric = models.CharField(max_length=32)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "session", "metric"], name="usagestat_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.metric}={self.count}"

@@ -1,0 +1,32 @@
+"""Signal handlers: a worker stamps its heartbeat as soon as it starts."""
+
+from __future__ import annotations
+
+import logging
+
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+from django.dispatch import receiver
+from django_q.signals import post_spawn
+
+logger = logging.getLogger(__name__)
+
+
+@receiver(post_spawn)
+def stamp_heartbeat_on_spawn(sender: object, proc_name: str, **kwargs: object) -> None:
+    from registrations.health import stamp_heartbeat
+
+    try:
+        stamp_heartbeat()
+    except Exception:  # a heartbeat must never stop a worker from starting
+        logger.exception("could not stamp the worker heartbeat")
+
+
+@receiver(post_migrate)
+def register_periodic_jobs(sender: object, app_config: AppConfig | None = None, **kwargs: object) -> None:
+    # Only once per migrate run, after our own app's migrations (django_q's tables exist by then).
+    if app_config is None or app_config.label != "registrations":
+        return
+    from registrations.schedules import ensure_schedules
+
+    ensure_schedules()

@@ -1,0 +1,47 @@
+"""django-q2 entry points. Each takes primary keys only (arguments are pickled and shown in
+admin) and returns nothing secret; the work lives in the workflow modules."""
+
+from __future__ import annotations
+
+from registrations import cleanup, health, provisioning, sms
+
+
+def heartbeat() -> None:
+    health.stamp_heartbeat()
+
+
+def provision_account(account_id: int) -> None:
+    provisioning.provision(account_id)
+
+
+def resend_credentials(account_id: int) -> None:
+    provisioning.resend(account_id)
+
+
+def send_sms(outbound_id: int) -> None:
+    sms.deliver(outbound_id)
+
+
+def advance_deletion(account_id: int) -> None:
+    cleanup.advance(account_id)
+
+
+def warn() -> int:
+    return cleanup.warn_due()
+
+
+def expire() -> int:
+    return cleanup.expire_due()
+
+
+def sweep() -> dict[str, int]:
+    health.stamp_heartbeat()
+    return cleanup.sweep()
+
+
+def reconcile() -> dict[str, int]:
+    return cleanup.reconcile()
+
+
+def retention() -> dict[str, int]:
+    return cleanup.apply_retention()
