@@ -182,6 +182,8 @@ Q_CLUSTER = {
     "ack_failures": True,
     "poll": 0.1,
     "label": "Background tasks",
+    # django-q2 configures its own logger from this.
+    "log_level": env.str("Q_LOG_LEVEL", default="INFO"),
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
@@ -199,6 +201,5 @@ LOGGING = {
     "loggers": {
         # twilio-python logs every request (URL, headers, phone numbers) at INFO.
         "twilio": {"level": "WARNING"},
-        "django_q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
     },
 }
