@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 logger = logging.getLogger("tests.fakes")
@@ -72,6 +72,8 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     # The handler threads are daemons and stop() closes their sockets, so never wait for them.
     block_on_close = False
+    # socketserver's default backlog of 5 resets connections when a class bursts in at once.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], fake: BaseFakeServer) -> None:
         self.fake = fake
@@ -111,6 +113,8 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 keeps connections alive, as real servers do; a client pool then reuses them.
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, each answer waits ~40 ms.
+    disable_nagle_algorithm = True
     server: _Server
     timeout = 60
 
@@ -125,6 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         request = self._read_request()
+        fake.received(request)
         if fake.latency > 0:
             time.sleep(fake.latency)
         try:
@@ -195,14 +200,16 @@ class BaseFakeServer:
     def running(self) -> bool:
         return self._server is not None
 
-    def start(self) -> BaseFakeServer:
+    def start(self) -> Self:
         """Listen (again) on the same port; the state survives a stop()/start() cycle."""
         if self._server is not None:
             return self
         server = _Server((self.host, self.port), self)
         self.port = server.server_address[1]
         thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.01},  # stop() waits for one poll: keep it short
+            daemon=True,
             name=f"{type(self).__name__}:{self.port}",
         )
         thread.start()
@@ -221,7 +228,7 @@ class BaseFakeServer:
         if thread is not None:
             thread.join(timeout=5)
 
-    def __enter__(self) -> BaseFakeServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -252,6 +259,11 @@ class BaseFakeServer:
         with self._lock:
             self._fail_rules.append(rule)
 
+    def clear_failures(self) -> None:
+        """Forget the injected failures not used up yet (ends a time-boxed outage)."""
+        with self._lock:
+            self._fail_rules.clear()
+
     def take_failure(self, method: str, path: str) -> FailRule | None:
         """Consume one injected failure matching this request, if any."""
         with self._lock:
@@ -264,6 +276,9 @@ class BaseFakeServer:
 
     def default_headers(self) -> dict[str, str]:
         return {}
+
+    def received(self, request: FakeRequest) -> None:
+        """Called as soon as a request is read, before the latency: record it here."""
 
     def dispatch(self, request: FakeRequest) -> FakeResponse:
         raise NotImplementedError

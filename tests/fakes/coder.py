@@ -1,0 +1,1579 @@
+"""A stateful fake Coder server: real HTTP on 127.0.0.1, behaving as coder-api/NOTES.md describes.
+
+Usable from pytest (`with FakeCoder() as coder: ...`) and standalone for demos and benchmarks:
+
+    python -m tests.fakes.coder --port 7080 --latency 0.05
+
+Request bodies are checked against the definitions in `classroom-subset.json` (Coder's own
+swagger, cut down) and then against the rules the real server enforces on top of its spec
+(name rule, case-insensitive uniqueness, password entropy, 201/409/410/417 answers...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from tests.fakes import BaseFakeServer, FailRule, FakeRequest, FakeResponse
+
+DEFAULT_TOKEN = "fake-coder-owner-token"
+DEFAULT_ORG_ID = "5b8a4f0e-2c7d-4a1b-9e3f-6d0c1a2b3c4d"
+NIL_UUID = "00000000-0000-0000-0000-000000000000"
+API_PREFIX = "/api/v2"
+NEVER = "0001-01-01T00:00:00Z"
+MIN_PASSWORD_ENTROPY = 52.0
+MAX_PASSWORD_BYTES = 64
+PASSWORD_RATE_LIMIT = 60
+
+# Where the API subset lives: an explicit override, a copy inside the repository, or the shared one.
+SPEC_CANDIDATES = (
+    os.environ.get("CODER_API_SUBSET", ""),
+    str(Path(__file__).resolve().parents[2] / "docs" / "coder-api" / "classroom-subset.json"),
+    str(Path(__file__).resolve().parent / "classroom-subset.json"),
+    str(Path(__file__).resolve().parents[3] / "shared" / "coder-api" / "classroom-subset.json"),
+)
+
+_NAME_RE = re.compile(r"[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*")
+# Lenient on purpose: Coder checks syntax only, and the app uses a reserved ".invalid" domain.
+_EMAIL_RE = re.compile(r"[^@\s]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*")
+
+USER_QUERY_KEYS = {
+    "status",
+    "role",
+    "name",
+    "login_type",
+    "created_before",
+    "created_after",
+    "last_seen_before",
+    "last_seen_after",
+}
+WORKSPACE_QUERY_KEYS = {
+    "owner",
+    "template",
+    "name",
+    "status",
+    "organization",
+    "id",
+    "has-agent",
+    "dormant",
+    "outdated",
+    "last_used_before",
+    "last_used_after",
+    "param",
+}
+TEMPLATE_QUERY_KEYS = {"exact_name", "name", "organization", "deprecated", "display_name"}
+
+# Build stages: 0 = job pending, 1 = job running, 2 = job finished (succeeded or failed).
+_STATUS_BY_STAGE = {
+    "start": ("pending", "starting", "running"),
+    "stop": ("pending", "stopping", "stopped"),
+    "delete": ("pending", "deleting", "deleted"),
+}
+_JOB_STATUS_BY_STAGE = ("pending", "running", "succeeded")
+
+
+# go-password-validator v0.3.0, ported with its quirks: Coder scores passwords with it.
+_SEQUENCES = ("0123456789", "qwertyuiop", "asdfghjkl", "zxcvbnm", "abcdefghijklmnopqrstuvwxyz")
+_CHAR_CLASSES = (
+    "!@$&*",
+    "_-., ",
+    "\"#%'()+/:;<=>?[\\]^{|}~",
+    "abcdefghijklmnopqrstuvwxyz",
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "0123456789",
+)
+_LOG2E = 1.4426950408889634074
+
+
+def _go_log2(x: float) -> float:
+    """math.Log2 as Go computes it (exact for powers of two), so sums match Go's bit for bit."""
+    frac, exp = math.frexp(x)
+    if frac == 0.5:
+        return float(exp - 1)
+    return math.log(frac) * _LOG2E + exp
+
+
+def _remove_more_than_two_from_sequence(text: str, seq: str) -> str:
+    # A literal port of the Go loop; it does not find every run, and Coder inherits that.
+    runes, matches, i = list(text), 0, 0
+    while i < len(runes):
+        j = 0
+        while j < len(seq):
+            if i >= len(runes):
+                break
+            if runes[i] != seq[j]:
+                matches = 0
+                j += 1
+                continue
+            matches += 1
+            if matches > 2:
+                del runes[i]
+            else:
+                i += 1
+            j += 1
+        i += 1
+    return "".join(runes)
+
+
+def _remove_more_than_two_repeating(text: str) -> str:
+    runes, prev_prev, prev, i = list(text), "\0", "\0", 0
+    while i < len(runes):
+        r = runes[i]
+        if r == prev and r == prev_prev:
+            del runes[i]
+            i -= 1
+        prev_prev, prev = prev, r
+        i += 1
+    return "".join(runes)
+
+
+def password_length(password: str) -> int:
+    """L of the entropy formula: runs collapsed, then counted in UTF-8 bytes as Go's len() does."""
+    text = _remove_more_than_two_repeating(password)
+    for seq in _SEQUENCES + tuple(s[::-1] for s in _SEQUENCES):
+        text = _remove_more_than_two_from_sequence(text, seq)
+    return len(text.encode("utf-8"))
+
+
+def password_base(password: str) -> int:
+    """B of the entropy formula: sizes of the classes used, plus 1 per other distinct character."""
+    used: set[int] = set()
+    base = 0
+    for char in set(password):
+        index = next((k for k, chars in enumerate(_CHAR_CLASSES) if char in chars), None)
+        if index is None:
+            base += 1
+        else:
+            used.add(index)
+    return base + sum(len(_CHAR_CLASSES[k]) for k in used)
+
+
+def password_entropy(password: str) -> float:
+    """Bits of entropy as go-password-validator v0.3.0 scores them (L x log2(B), summed)."""
+    bits_per_char = _go_log2(password_base(password))
+    total = 0.0
+    for _ in range(password_length(password)):
+        total += bits_per_char
+    return total
+
+
+def password_problem(password: str) -> str | None:
+    """Coder's userpassword.Validate: None when acceptable, else the error text it gives."""
+    if password_entropy(password) < MIN_PASSWORD_ENTROPY:
+        return _weak_password_message(password)
+    if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+        return f"password must be no more than {MAX_PASSWORD_BYTES} characters"
+    return None
+
+
+def _weak_password_message(password: str) -> str:
+    present = [any(c in chars for c in password) for chars in _CHAR_CLASSES]
+    replace, sep, other, lower, upper, digits = present
+    hints = []
+    if not (other and sep and replace):
+        hints.append("including more special characters")
+    if not lower:
+        hints.append("using lowercase letters")
+    if not upper:
+        hints.append("using uppercase letters")
+    if not digits:
+        hints.append("using numbers")
+    if hints:
+        return f"insecure password, try {', '.join(hints)} or using a longer password"
+    return "insecure password, try using a longer password"
+
+
+def name_problem(name: str) -> str | None:
+    """Coder's NameValid for usernames, workspace, template and organization names."""
+    if len(name) > 32:
+        return "must be <= 32 characters"
+    if len(name) < 1:
+        return "must be >= 1 character"
+    if name in ("new", "create"):
+        return f"cannot use {name!r} as a name"
+    if not _NAME_RE.fullmatch(name):
+        return "must be alphanumeric with hyphens"
+    return None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else NEVER
+
+
+def _ts_or_null(value: datetime | None) -> str | None:
+    return _ts(value) if value else None
+
+
+def _parse_time(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _is_uuid(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+@cache
+def load_spec(path: str | None = None) -> dict[str, Any]:
+    """The API subset document, from `path` or the first candidate location that exists."""
+    for candidate in (path,) if path else SPEC_CANDIDATES:
+        if candidate and Path(candidate).is_file():
+            return json.loads(Path(candidate).read_text())
+    raise FileNotFoundError(
+        "classroom-subset.json not found; set CODER_API_SUBSET to its path "
+        f"(looked in {', '.join(c for c in SPEC_CANDIDATES if c)})"
+    )
+
+
+class _SchemaChecker:
+    """jsonschema validators for the spec's definitions, with `#/definitions/...` refs resolved."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        from jsonschema import Draft4Validator, FormatChecker
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT4
+
+        resource = Resource.from_contents(spec, default_specification=DRAFT4)
+        self._registry = Registry().with_resource("urn:coder-subset", resource)
+        self._formats = FormatChecker(formats=())
+        # Only uuid: Go fails to decode a malformed one, so it is a type error, not a rule.
+        self._formats.checks("uuid")(_is_uuid)
+        self._validator_class = Draft4Validator
+        self.definitions = set(spec.get("definitions", {}))
+
+    def errors(self, definition: str, body: Any) -> list[Any]:
+        if definition not in self.definitions:
+            raise KeyError(f"{definition} is not in the API subset")
+        schema = {"$ref": f"urn:coder-subset#/definitions/{definition}"}
+        validator = self._validator_class(
+            schema, registry=self._registry, format_checker=self._formats
+        )
+        return list(validator.iter_errors(body))
+
+
+class ApiError(Exception):
+    """Raised inside handlers to answer with a Coder error body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        detail: str = "",
+        validations: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.response = FakeResponse(status, _error_body(message, detail, validations))
+
+
+def _error_body(
+    message: str, detail: str = "", validations: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"message": message}
+    if detail:
+        body["detail"] = detail
+    if validations:
+        body["validations"] = validations
+    return body
+
+
+def _validation(field_name: str, detail: str) -> dict[str, str]:
+    return {"field": field_name, "detail": detail}
+
+
+class LoggedRequest(NamedTuple):
+    """(method, path, json body) of one request; path is the wire path without query string."""
+
+    method: str
+    path: str
+    body: Any
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A request with its query and headers, for tests that need more than `requests_log`."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: Any
+    headers: dict[str, str]
+
+
+@dataclass
+class _Org:
+    id: str
+    name: str
+    display_name: str
+    is_default: bool
+    created_at: datetime
+
+
+@dataclass
+class _Template:
+    id: str
+    name: str
+    display_name: str
+    organization_id: str
+    active_version_id: str
+    deprecated: bool
+    default_ttl_ms: int
+    created_at: datetime
+
+
+@dataclass
+class _User:
+    id: str
+    username: str
+    email: str
+    name: str
+    password: str
+    login_type: str
+    status: str
+    organization_ids: list[str]
+    roles: list[dict[str, str]]
+    created_at: datetime
+    updated_at: datetime
+    last_seen_at: datetime | None = None
+    deleted: bool = False
+
+
+@dataclass
+class _Build:
+    id: str
+    workspace_id: str
+    build_number: int
+    transition: str
+    initiator_id: str
+    template_version_id: str
+    created_at: datetime
+    created_mono: float
+    fail: bool = False
+    polls: int = 0
+    stage: int = 0
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+@dataclass
+class _Workspace:
+    id: str
+    name: str
+    owner_id: str
+    organization_id: str
+    template_id: str
+    created_at: datetime
+    updated_at: datetime
+    ttl_ms: int | None
+    autostart_schedule: str | None
+    automatic_updates: str
+    rich_parameter_values: list[dict[str, str]]
+    builds: list[_Build] = field(default_factory=list)
+
+    @property
+    def latest(self) -> _Build:
+        return self.builds[-1]
+
+
+class _Route(NamedTuple):
+    method: str
+    pattern: re.Pattern[str]
+    handler: str
+
+
+def _route(method: str, pattern: str, handler: str) -> _Route:
+    return _Route(method, re.compile(pattern), handler)
+
+
+SEG = r"(?P<{}>[^/]+)"
+ROUTES = (
+    _route("GET", r"/buildinfo", "_buildinfo"),
+    _route("GET", r"/users", "_list_users"),
+    _route("POST", r"/users", "_create_user"),
+    _route("POST", r"/users/validate-password", "_validate_password"),
+    _route("GET", r"/users/" + SEG.format("user"), "_get_user"),
+    _route("DELETE", r"/users/" + SEG.format("user"), "_delete_user"),
+    _route(
+        "PUT",
+        r"/users/" + SEG.format("user") + r"/status/(?P<action>suspend|activate)",
+        "_set_status",
+    ),
+    _route("PUT", r"/users/" + SEG.format("user") + r"/password", "_set_password"),
+    _route("POST", r"/users/" + SEG.format("user") + r"/workspaces", "_create_workspace"),
+    _route(
+        "POST",
+        r"/organizations/" + SEG.format("org") + r"/members/" + SEG.format("user") + r"/workspaces",
+        "_create_workspace",
+    ),
+    _route("GET", r"/organizations", "_list_organizations"),
+    _route("GET", r"/organizations/" + SEG.format("org"), "_get_organization"),
+    _route("GET", r"/organizations/" + SEG.format("org") + r"/templates", "_org_templates"),
+    _route("GET", r"/templates", "_search_templates"),
+    _route("GET", r"/templates/" + SEG.format("template"), "_get_template"),
+    _route("GET", r"/workspaces", "_list_workspaces"),
+    _route("GET", r"/workspaces/" + SEG.format("workspace"), "_get_workspace"),
+    _route("GET", r"/workspaces/" + SEG.format("workspace") + r"/builds", "_list_builds"),
+    _route("POST", r"/workspaces/" + SEG.format("workspace") + r"/builds", "_create_build"),
+    _route("GET", r"/workspacebuilds/" + SEG.format("build"), "_get_build"),
+)
+
+
+class FakeCoder(BaseFakeServer):
+    """An in-memory Coder deployment behind a real HTTP server.
+
+    Knobs (attributes; change them at any time): `latency`, `down`, `build_polls`,
+    `build_seconds`, `fail_delete_builds`, `fail_start_builds`, `rate_limit_per_minute`;
+    and `fail_next(n, status, method=, path_prefix=, retry_after=)`.
+
+    Builds: each stage (job pending, then running) lasts `build_polls` GETs that show the build
+    (GET /workspacebuilds/{id}, GET /workspaces[/{id}[/builds]]) or `build_seconds` seconds,
+    whichever ends first; `build_polls=0` finishes builds as soon as anyone looks, and
+    `build_polls=None` with `build_seconds` set makes progress purely time-driven.
+    """
+
+    def __init__(
+        self,
+        token: str = DEFAULT_TOKEN,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        build_polls: int | None = 2,
+        build_seconds: float | None = None,
+        rate_limit_per_minute: int | None = None,
+        version: str = "v2.28.0-fake",
+        owner_username: str = "admin",
+        spec_path: str | None = None,
+    ) -> None:
+        super().__init__(host=host, port=port, latency=latency)
+        self.token = token
+        self.version = version
+        self.build_polls = build_polls
+        self.build_seconds = build_seconds
+        self.fail_delete_builds = 0
+        self.fail_start_builds = 0
+        self.rate_limit_per_minute = rate_limit_per_minute
+        self.deployment_id = str(uuid.uuid4())
+        self._schema = _SchemaChecker(load_spec(spec_path))
+        self._records: list[RecordedRequest] = []
+        self._rate_windows: dict[tuple[str, str], deque[float]] = {}
+        self._orgs: dict[str, _Org] = {}
+        self._templates: dict[str, _Template] = {}
+        self._users: dict[str, _User] = {}
+        self._workspaces: dict[str, _Workspace] = {}
+        self._builds: dict[str, _Build] = {}
+        now = _now()
+        self._orgs[DEFAULT_ORG_ID] = _Org(DEFAULT_ORG_ID, "coder", "Coder", True, now)
+        self.owner = self._add_user(
+            owner_username,
+            f"{owner_username}@example.com",
+            "Fake-Owner-Password-1234",
+            status="active",
+            roles=[{"name": "owner", "display_name": "Owner", "organization_id": ""}],
+        )
+
+    # Seeding and introspection helpers for tests.
+
+    def add_organization(self, name: str, display_name: str = "") -> dict[str, Any]:
+        """Add a non-default organization; the owner becomes a member."""
+        with self._lock:
+            org = _Org(str(uuid.uuid4()), name, display_name or name, False, _now())
+            self._orgs[org.id] = org
+            self.owner.organization_ids.append(org.id)
+            return self._org_json(org)
+
+    def add_template(
+        self,
+        name: str,
+        *,
+        display_name: str = "",
+        organization: str | None = None,
+        deprecated: bool = False,
+        default_ttl_ms: int = 0,
+    ) -> dict[str, Any]:
+        """Add a template (in the default organization unless `organization` is given)."""
+        with self._lock:
+            org = self._find_org(organization or "default")
+            if org is None:
+                raise ValueError(f"unknown organization {organization!r}")
+            template = _Template(
+                str(uuid.uuid4()),
+                name,
+                display_name,
+                org.id,
+                str(uuid.uuid4()),
+                deprecated,
+                default_ttl_ms,
+                _now(),
+            )
+            self._templates[template.id] = template
+            return self._template_json(template)
+
+    def add_user(
+        self,
+        username: str,
+        password: str = "Seeded-Password-1234",
+        *,
+        email: str | None = None,
+        status: str = "active",
+        login_type: str = "password",
+    ) -> dict[str, Any]:
+        """Seed a member of the default organization, bypassing the API's checks."""
+        with self._lock:
+            user = self._add_user(
+                username,
+                email or f"{username}@example.com",
+                password,
+                status=status,
+                login_type=login_type,
+            )
+            return self._user_json(user)
+
+    @property
+    def requests_log(self) -> list[LoggedRequest]:
+        """Every request received so far, as (method, path, json body)."""
+        with self._lock:
+            return [LoggedRequest(r.method, r.path, r.body) for r in self._records]
+
+    def requests(self, method: str | None = None, path_prefix: str = "") -> list[RecordedRequest]:
+        """Received requests with query and headers, optionally filtered."""
+        with self._lock:
+            return [
+                r
+                for r in self._records
+                if (method is None or r.method == method.upper()) and r.path.startswith(path_prefix)
+            ]
+
+    def clear_log(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+    def users_by_username(self) -> dict[str, dict[str, Any]]:
+        """Live (not deleted) users, owner included, keyed by username."""
+        with self._lock:
+            return {u.username: self._user_json(u) for u in self._users.values() if not u.deleted}
+
+    def live_users(
+        self, marker_domain: str | None = None, *, include_owner: bool = False
+    ) -> list[dict[str, Any]]:
+        """Live users, the token owner left out; only emails @marker_domain when given."""
+        with self._lock:
+            users = [u for u in self._users.values() if not u.deleted]
+            if not include_owner:
+                users = [u for u in users if u.id != self.owner.id]
+            if marker_domain:
+                suffix = "@" + marker_domain.lower()
+                users = [u for u in users if u.email.lower().endswith(suffix)]
+            return [self._user_json(u) for u in sorted(users, key=lambda u: u.username.lower())]
+
+    def workspaces_of(self, username: str) -> list[dict[str, Any]]:
+        """The user's workspaces that are not deleted yet (without counting as a poll)."""
+        with self._lock:
+            user = self._user_by_name(username)
+            if user is None:
+                return []
+            return [
+                self._workspace_json(ws)
+                for ws in self._workspaces.values()
+                if ws.owner_id == user.id and not self._is_deleted(ws)
+            ]
+
+    def login(self, username: str, password: str) -> bool:
+        """Log in as the user would with the texted credentials; a dormant user becomes active."""
+        with self._lock:
+            user = self._user_by_name(username)
+            ok = (
+                user is not None
+                and user.login_type == "password"
+                and user.status != "suspended"
+                and user.password == password
+            )
+            if ok and user is not None:
+                user.last_seen_at = _now()
+                user.status = "active"
+            return ok
+
+    # HTTP dispatch.
+
+    def default_headers(self) -> dict[str, str]:
+        return {"X-Coder-Build-Version": self.version}
+
+    def dispatch(self, request: FakeRequest) -> FakeResponse:
+        rule = self.take_failure(request.method, request.path)
+        if rule is not None:
+            return self._injected(rule)
+        if not request.path.startswith(API_PREFIX + "/"):
+            return FakeResponse(404, _error_body("Route not found."))
+        path = request.path[len(API_PREFIX) :]
+        limited = self._rate_limited(request, path)
+        if limited is not None:
+            return limited
+        if not (request.method == "GET" and path == "/buildinfo"):
+            denied = self._check_token(request)
+            if denied is not None:
+                return denied
+        return self._route(request, path)
+
+    def received(self, request: FakeRequest) -> None:
+        body: Any = None
+        if request.body:
+            try:
+                body = json.loads(request.body)
+            except ValueError:
+                body = request.body.decode("utf-8", "replace")
+        record = RecordedRequest(request.method, request.path, request.query, body, request.headers)
+        with self._lock:
+            self._records.append(record)
+
+    def _injected(self, rule: FailRule) -> FakeResponse:
+        headers = {}
+        if rule.status == 429:
+            headers["Retry-After"] = rule.retry_after or "1"
+            message = "You've been rate limited for sending more than 512 requests in 1m0s."
+        else:
+            if rule.retry_after is not None:
+                headers["Retry-After"] = rule.retry_after
+            message = "Injected failure from the fake Coder server."
+        return FakeResponse(rule.status, _error_body(message), headers)
+
+    def _rate_limited(self, request: FakeRequest, path: str) -> FakeResponse | None:
+        limit = self.rate_limit_per_minute
+        if limit is None:
+            return None
+        # Current Coder keys the general limit by client IP only (coder/coder#20857).
+        checks = [(("all", request.client_ip), limit)]
+        if (request.method == "PUT" and re.fullmatch(r"/users/[^/]+/password", path)) or (
+            request.method == "POST" and path == "/users/validate-password"
+        ):
+            checks.append((("password", request.client_ip), PASSWORD_RATE_LIMIT))
+        now = time.monotonic()
+        with self._lock:
+            for key, key_limit in checks:
+                window = self._rate_windows.setdefault(key, deque())
+                while window and window[0] <= now - 60:
+                    window.popleft()
+                if len(window) >= key_limit:
+                    retry_after = max(1, math.ceil(window[0] + 60 - now))
+                    message = (
+                        f"You've been rate limited for sending more than {key_limit} "
+                        "requests in 1m0s."
+                    )
+                    return FakeResponse(
+                        429,
+                        _error_body(message),
+                        {
+                            "Retry-After": str(retry_after),
+                            "X-Ratelimit-Limit": str(key_limit),
+                            "X-Ratelimit-Remaining": "0",
+                        },
+                    )
+            for key, _ in checks:
+                self._rate_windows[key].append(now)
+        return None
+
+    def _check_token(self, request: FakeRequest) -> FakeResponse | None:
+        token = request.header("Coder-Session-Token")
+        if not token:
+            return FakeResponse(
+                401,
+                _error_body('Cookie "coder_session_token" or query parameter must be provided.'),
+            )
+        if token != self.token:
+            return FakeResponse(
+                401, _error_body("API key is invalid.", "The API key secret is invalid.")
+            )
+        return None
+
+    def _route(self, request: FakeRequest, path: str) -> FakeResponse:
+        from urllib.parse import unquote
+
+        path_matched = False
+        for route in ROUTES:
+            match = route.pattern.fullmatch(path)
+            if not match:
+                continue
+            path_matched = True
+            if route.method != request.method:
+                continue
+            params = {k: unquote(v) for k, v in match.groupdict().items()}
+            try:
+                with self._lock:
+                    return getattr(self, route.handler)(request, **params)
+            except ApiError as exc:
+                return exc.response
+        if path_matched:
+            return FakeResponse(405, _error_body("Method not allowed."))
+        return FakeResponse(404, _error_body("Route not found."))
+
+    # Request body checks.
+
+    def _body(self, request: FakeRequest, definition: str) -> dict[str, Any]:
+        """Decode and check a body as Coder's httpapi.Read does (JSON, then field rules)."""
+        if not request.body:
+            raise ApiError(400, "Request body must be valid JSON.", "EOF")
+        try:
+            body = json.loads(request.body)
+        except ValueError as exc:
+            raise ApiError(400, "Request body must be valid JSON.", str(exc)) from None
+        if body is None:
+            body = {}
+        if isinstance(body, dict):
+            # Go decodes a JSON null into the zero value: the field is simply left unset.
+            body = {k: v for k, v in body.items() if v is not None}
+        errors = self._schema.errors(definition, body)
+        decode_errors = [e for e in errors if e.validator in ("type", "format")]
+        if decode_errors:
+            first = decode_errors[0]
+            where = ".".join(str(p) for p in first.absolute_path) or "body"
+            raise ApiError(400, "Request body must be valid JSON.", f"{where}: {first.message}")
+        validations = self._schema_validations(errors)
+        if validations:
+            raise ApiError(400, "Validation failed.", validations=validations)
+        return body
+
+    @staticmethod
+    def _schema_validations(errors: list[Any]) -> list[dict[str, str]]:
+        found: dict[str, dict[str, str]] = {}
+        for error in errors:
+            if error.validator == "required":
+                for name in error.validator_value:
+                    if name not in error.instance:
+                        found[name] = _validation(
+                            name, 'Validation failed for tag "required" with value: ""'
+                        )
+                continue
+            name = str(error.absolute_path[0]) if error.absolute_path else "body"
+            tag = "oneof" if error.validator == "enum" else str(error.validator)
+            found[name] = _validation(
+                name, f'Validation failed for tag "{tag}" with value: "{error.instance}"'
+            )
+        return list(found.values())
+
+    # Lookups.
+
+    def _find_org(self, value: str) -> _Org | None:
+        if value.lower() in ("default", NIL_UUID):
+            return self._orgs[DEFAULT_ORG_ID]
+        if _is_uuid(value):
+            return self._orgs.get(str(uuid.UUID(value)))
+        return next((o for o in self._orgs.values() if o.name.lower() == value.lower()), None)
+
+    def _org_param(self, value: str) -> _Org:
+        org = self._find_org(value)
+        if org is None:
+            raise ApiError(404, "Resource not found or you do not have access to this resource")
+        return org
+
+    def _user_by_name(self, username: str) -> _User | None:
+        name = username.lower()
+        return next(
+            (u for u in self._users.values() if not u.deleted and u.username.lower() == name),
+            None,
+        )
+
+    def _user_param(self, value: str, *, allow_deleted_id: bool = False) -> _User:
+        user: _User | None
+        if value == "me":
+            user = self.owner
+        elif _is_uuid(value):
+            user = self._users.get(str(uuid.UUID(value)))
+            # By UUID Coder still finds deleted users, which is why NOTES warns against it.
+            if user is not None and user.deleted and not allow_deleted_id:
+                user = None
+        else:
+            user = self._user_by_name(value)
+        if user is None:
+            raise ApiError(
+                400, '"user" must be an existing uuid or username.', f'queried user="{value}"'
+            )
+        return user
+
+    def _workspace_param(self, value: str) -> _Workspace:
+        if not _is_uuid(value):
+            raise ApiError(400, f'Invalid UUID "{value}".')
+        workspace = self._workspaces.get(str(uuid.UUID(value)))
+        if workspace is None:
+            raise ApiError(404, "Resource not found or you do not have access to this resource")
+        return workspace
+
+    # Build progression.
+
+    def _stage_now(self, build: _Build, *, observe: bool) -> int:
+        """Advance the build (monotonically) and return its stage; `observe` counts a poll."""
+        if build.stage < 2:
+            seen_before = build.polls
+            polls, seconds = self.build_polls, self.build_seconds
+            by_polls = 0 if polls is None else (2 if polls <= 0 else seen_before // polls)
+            elapsed = time.monotonic() - build.created_mono
+            by_time = 0 if seconds is None else (2 if seconds <= 0 else int(elapsed / seconds))
+            stage = min(2, max(build.stage, by_polls, by_time))
+            if stage >= 1 and build.started_at is None:
+                build.started_at = _now()
+            if stage == 2:
+                build.completed_at = _now()
+            build.stage = stage
+        if observe:
+            build.polls += 1
+        return build.stage
+
+    def _is_active(self, build: _Build) -> bool:
+        return self._stage_now(build, observe=False) < 2
+
+    def _is_deleted(self, workspace: _Workspace) -> bool:
+        latest = workspace.latest
+        return (
+            latest.transition == "delete"
+            and not latest.fail
+            and self._stage_now(latest, observe=False) == 2
+        )
+
+    def _new_build(self, workspace: _Workspace, transition: str, fail: bool) -> _Build:
+        number = workspace.builds[-1].build_number + 1 if workspace.builds else 1
+        template = self._templates.get(workspace.template_id)
+        build = _Build(
+            id=str(uuid.uuid4()),
+            workspace_id=workspace.id,
+            build_number=number,
+            transition=transition,
+            initiator_id=self.owner.id,
+            template_version_id=template.active_version_id if template else NIL_UUID,
+            created_at=_now(),
+            created_mono=time.monotonic(),
+            fail=fail,
+        )
+        workspace.builds.append(build)
+        workspace.updated_at = build.created_at
+        self._builds[build.id] = build
+        return build
+
+    # Rendering.
+
+    def _org_json(self, org: _Org) -> dict[str, Any]:
+        return {
+            "id": org.id,
+            "name": org.name,
+            "display_name": org.display_name,
+            "description": "",
+            "icon": "",
+            "is_default": org.is_default,
+            "created_at": _ts(org.created_at),
+            "updated_at": _ts(org.created_at),
+        }
+
+    def _user_json(self, user: _User) -> dict[str, Any]:
+        return {
+            "id": user.id,
+            "username": user.username,
+            "email": user.email,
+            "name": user.name,
+            "avatar_url": "",
+            "status": user.status,
+            "login_type": user.login_type,
+            "theme_preference": "",
+            "organization_ids": list(user.organization_ids),
+            "roles": [dict(r) for r in user.roles],
+            "created_at": _ts(user.created_at),
+            "updated_at": _ts(user.updated_at),
+            "last_seen_at": _ts(user.last_seen_at),
+        }
+
+    def _template_json(self, template: _Template) -> dict[str, Any]:
+        org = self._orgs[template.organization_id]
+        return {
+            "id": template.id,
+            "name": template.name,
+            "display_name": template.display_name,
+            "description": "",
+            "icon": "",
+            "provisioner": "terraform",
+            "organization_id": org.id,
+            "organization_name": org.name,
+            "organization_display_name": org.display_name,
+            "organization_icon": "",
+            "active_version_id": template.active_version_id,
+            "active_user_count": 0,
+            "deprecated": template.deprecated,
+            "deprecation_message": "Deprecated." if template.deprecated else "",
+            "default_ttl_ms": template.default_ttl_ms,
+            "activity_bump_ms": 3600000,
+            "failure_ttl_ms": 0,
+            "time_til_dormant_ms": 0,
+            "time_til_dormant_autodelete_ms": 0,
+            "allow_user_autostart": True,
+            "allow_user_autostop": True,
+            "allow_user_cancel_workspace_jobs": False,
+            "require_active_version": False,
+            "created_by_id": self.owner.id,
+            "created_by_name": self.owner.username,
+            "created_at": _ts(template.created_at),
+            "updated_at": _ts(template.created_at),
+            "build_time_stats": {
+                "start": {"P50": None, "P95": None},
+                "stop": {"P50": None, "P95": None},
+                "delete": {"P50": None, "P95": None},
+            },
+            "max_port_share_level": "owner",
+            "cors_behavior": "simple",
+            "use_classic_parameter_flow": False,
+        }
+
+    def _build_json(self, build: _Build) -> dict[str, Any]:
+        workspace = self._workspaces[build.workspace_id]
+        owner = self._users[workspace.owner_id]
+        stage = build.stage
+        failed = stage == 2 and build.fail
+        status = "failed" if failed else _STATUS_BY_STAGE[build.transition][stage]
+        job_status = "failed" if failed else _JOB_STATUS_BY_STAGE[stage]
+        return {
+            "id": build.id,
+            "build_number": build.build_number,
+            "workspace_id": workspace.id,
+            "workspace_name": workspace.name,
+            "workspace_owner_id": owner.id,
+            "workspace_owner_name": owner.username,
+            "workspace_owner_avatar_url": "",
+            "template_version_id": build.template_version_id,
+            "template_version_name": "v1",
+            "template_version_preset_id": None,
+            "transition": build.transition,
+            "status": status,
+            "reason": "initiator",
+            "initiator_id": build.initiator_id,
+            "initiator_name": self.owner.username,
+            "job": {
+                "id": build.id,
+                "status": job_status,
+                "type": "workspace_build",
+                "error": "terraform apply: injected failure" if failed else None,
+                "error_code": None,
+                "created_at": _ts(build.created_at),
+                "started_at": _ts_or_null(build.started_at),
+                "completed_at": _ts_or_null(build.completed_at),
+                "canceled_at": None,
+                "organization_id": workspace.organization_id,
+                "file_id": NIL_UUID,
+                "tags": {"scope": "organization", "owner": ""},
+                "queue_position": 0,
+                "queue_size": 0,
+                "logs_overflowed": False,
+                "input": {"workspace_build_id": build.id},
+            },
+            "resources": [],
+            "daily_cost": 0,
+            "deadline": None,
+            "max_deadline": None,
+            "matched_provisioners": {"count": 1, "available": 1},
+            "has_ai_task": False,
+            "has_external_agent": False,
+            "created_at": _ts(build.created_at),
+            "updated_at": _ts(build.completed_at or build.created_at),
+        }
+
+    def _workspace_json(self, workspace: _Workspace) -> dict[str, Any]:
+        owner = self._users[workspace.owner_id]
+        org = self._orgs[workspace.organization_id]
+        template = self._templates.get(workspace.template_id)
+        return {
+            "id": workspace.id,
+            "name": workspace.name,
+            "owner_id": owner.id,
+            "owner_name": owner.username,
+            "owner_avatar_url": "",
+            "organization_id": org.id,
+            "organization_name": org.name,
+            "template_id": workspace.template_id,
+            "template_name": template.name if template else "",
+            "template_display_name": template.display_name if template else "",
+            "template_icon": "",
+            "template_active_version_id": template.active_version_id if template else NIL_UUID,
+            "template_require_active_version": False,
+            "template_allow_user_cancel_workspace_jobs": False,
+            "template_use_classic_parameter_flow": False,
+            "latest_build": self._build_json(workspace.latest),
+            "latest_app_status": None,
+            "outdated": False,
+            "autostart_schedule": workspace.autostart_schedule,
+            "ttl_ms": workspace.ttl_ms,
+            "automatic_updates": workspace.automatic_updates,
+            "last_used_at": _ts(workspace.updated_at),
+            "deleting_at": None,
+            "dormant_at": None,
+            "next_start_at": None,
+            "health": {"healthy": True, "failing_agents": []},
+            "allow_renames": False,
+            "favorite": False,
+            "is_prebuild": False,
+            "created_at": _ts(workspace.created_at),
+            "updated_at": _ts(workspace.updated_at),
+        }
+
+    # Handlers: one per route, each returning the body the real server gives.
+
+    def _buildinfo(self, request: FakeRequest) -> FakeResponse:
+        return FakeResponse(
+            200,
+            {
+                "version": self.version,
+                "external_url": "https://github.com/coder/coder/commit/fake",
+                "dashboard_url": self.url,
+                "deployment_id": self.deployment_id,
+                "agent_api_version": "2.0",
+                "provisioner_api_version": "1.0",
+                "telemetry": False,
+                "upgrade_message": "",
+                "workspace_proxy": False,
+                "webpush_public_key": "",
+            },
+        )
+
+    def _list_organizations(self, request: FakeRequest) -> FakeResponse:
+        orgs = sorted(self._orgs.values(), key=lambda o: (not o.is_default, o.name))
+        return FakeResponse(200, [self._org_json(o) for o in orgs])
+
+    def _get_organization(self, request: FakeRequest, org: str) -> FakeResponse:
+        return FakeResponse(200, self._org_json(self._org_param(org)))
+
+    def _org_templates(self, request: FakeRequest, org: str) -> FakeResponse:
+        org_id = self._org_param(org).id
+        templates = [t for t in self._templates.values() if t.organization_id == org_id]
+        return FakeResponse(
+            200, [self._template_json(t) for t in sorted(templates, key=lambda t: t.name.lower())]
+        )
+
+    def _search_templates(self, request: FakeRequest) -> FakeResponse:
+        terms, filters = self._parse_query(request.param("q"), TEMPLATE_QUERY_KEYS, "template")
+        templates = sorted(self._templates.values(), key=lambda t: t.name.lower())
+        return FakeResponse(
+            200,
+            [
+                self._template_json(t)
+                for t in templates
+                if self._template_matches(t, terms, filters)
+            ],
+        )
+
+    def _template_matches(
+        self, template: _Template, terms: list[str], filters: dict[str, str]
+    ) -> bool:
+        name = template.name.lower()
+        org = self._orgs[template.organization_id]
+        checks = [
+            all(term in name for term in terms),
+            "exact_name" not in filters or name == filters["exact_name"],
+            "name" not in filters or filters["name"] in name,
+            "display_name" not in filters
+            or filters["display_name"] in template.display_name.lower(),
+            "deprecated" not in filters
+            or str(template.deprecated).lower() == filters["deprecated"],
+            "organization" not in filters or filters["organization"] in (org.id, org.name.lower()),
+        ]
+        return all(checks)
+
+    def _get_template(self, request: FakeRequest, template: str) -> FakeResponse:
+        if not _is_uuid(template):
+            raise ApiError(400, f'Invalid UUID "{template}".')
+        found = self._templates.get(str(uuid.UUID(template)))
+        if found is None:
+            raise ApiError(404, "Resource not found or you do not have access to this resource")
+        return FakeResponse(200, self._template_json(found))
+
+    def _get_user(self, request: FakeRequest, user: str) -> FakeResponse:
+        return FakeResponse(200, self._user_json(self._user_param(user, allow_deleted_id=True)))
+
+    def _list_users(self, request: FakeRequest) -> FakeResponse:
+        terms, filters = self._parse_query(request.param("q"), USER_QUERY_KEYS, "user")
+        users = sorted(
+            (
+                u
+                for u in self._users.values()
+                if not u.deleted and self._user_matches(u, terms, filters)
+            ),
+            key=lambda u: u.username.lower(),
+        )
+        after_id = request.param("after_id")
+        if after_id:
+            ids = [u.id for u in users]
+            users = users[ids.index(after_id) + 1 :] if after_id in ids else []
+        page = self._page(users, request)
+        return FakeResponse(200, {"users": [self._user_json(u) for u in page], "count": len(users)})
+
+    def _user_matches(self, user: _User, terms: list[str], filters: dict[str, str]) -> bool:
+        text = (user.username + " " + user.email).lower()
+        role_names = {r["name"] for r in user.roles} | {"member"}
+        checks = [
+            all(term in text for term in terms),
+            "status" not in filters or user.status in filters["status"].split(","),
+            "role" not in filters or filters["role"] in role_names,
+            "name" not in filters or filters["name"] in user.name.lower(),
+            "login_type" not in filters or user.login_type in filters["login_type"].split(","),
+            self._time_ok(user.created_at, filters, "created"),
+            self._time_ok(user.last_seen_at, filters, "last_seen"),
+        ]
+        return all(checks)
+
+    def _time_ok(self, value: datetime | None, filters: dict[str, str], prefix: str) -> bool:
+        for suffix, before in (("_before", True), ("_after", False)):
+            raw = filters.get(prefix + suffix)
+            if raw is None:
+                continue
+            bound = _parse_time(raw)
+            if bound is None:
+                raise ApiError(
+                    400,
+                    "Invalid user search query.",
+                    validations=[
+                        _validation(
+                            prefix + suffix,
+                            f"Query param {prefix + suffix!r} must be a "
+                            "valid date format (2006-01-02T15:04:05Z07:00)",
+                        )
+                    ],
+                )
+            moment = value or datetime.min.replace(tzinfo=UTC)
+            if (before and moment >= bound) or (not before and moment <= bound):
+                return False
+        return True
+
+    @staticmethod
+    def _parse_query(q: str, keys: set[str], kind: str) -> tuple[list[str], dict[str, str]]:
+        terms: list[str] = []
+        filters: dict[str, str] = {}
+        for part in q.lower().split():
+            if ":" not in part:
+                terms.append(part)
+                continue
+            key, value = part.split(":", 1)
+            if key not in keys:
+                raise ApiError(
+                    400,
+                    f"Invalid {kind} search query.",
+                    validations=[_validation(key, f'"{key}" is not a valid query param')],
+                )
+            filters[key] = value
+        return terms, filters
+
+    @staticmethod
+    def _page(items: list[Any], request: FakeRequest) -> list[Any]:
+        try:
+            offset = int(request.param("offset", "0") or 0)
+            limit = int(request.param("limit", "0") or 0)
+        except ValueError:
+            raise ApiError(400, "Query parameters have invalid values.") from None
+        if offset < 0 or limit < 0:
+            raise ApiError(400, "Query parameters have invalid values.")
+        return items[offset : offset + limit] if limit else items[offset:]
+
+    def _create_user(self, request: FakeRequest) -> FakeResponse:
+        body = self._body(request, "codersdk.CreateUserRequestWithOrgs")
+        self._check_user_fields(body)
+        login_type = body.get("login_type") or "password"
+        password = body.get("password", "")
+        if login_type != "password" and password:
+            raise ApiError(
+                400, f'Password cannot be set for non-password ("{login_type}") authentication.'
+            )
+        org_ids = list(body.get("organization_ids") or [])
+        if not org_ids and body.get("organization_id"):
+            org_ids = [body["organization_id"]]  # the pre-multi-org field is still honoured
+        if not org_ids:
+            raise ApiError(
+                400,
+                "No organization specified to place the user as a member of. It is required "
+                "to specify at least one organization id to place the user in.",
+                validations=[_validation("organization_ids", "required at least 1 value")],
+            )
+        if self._user_by_name(body["username"]) or self._email_taken(body["email"]):
+            raise ApiError(409, "User already exists.")
+        orgs = []
+        for org_id in org_ids:
+            org = self._find_org(str(org_id)) if _is_uuid(org_id) else None
+            if org is None:
+                raise ApiError(404, f'Organization does not exist with the provided id "{org_id}".')
+            orgs.append(org.id)
+        if login_type == "password":
+            problem = password_problem(password)
+            if problem:
+                raise ApiError(
+                    400,
+                    "Password not strong enough!",
+                    validations=[_validation("password", problem)],
+                )
+        user = self._add_user(
+            body["username"],
+            body["email"],
+            password,
+            name=body.get("name", ""),
+            status=body.get("user_status") or "dormant",
+            login_type=login_type,
+            organization_ids=list(dict.fromkeys(orgs)),
+        )
+        return FakeResponse(201, self._user_json(user))
+
+    def _check_user_fields(self, body: dict[str, Any]) -> None:
+        validations = []
+        username, email = body.get("username", ""), body.get("email", "")
+        name = body.get("name", "")
+        if not username or name_problem(username):
+            tag = "required" if not username else "username"
+            validations.append(
+                _validation(
+                    "username", f'Validation failed for tag "{tag}" with value: "{username}"'
+                )
+            )
+        if not email or not _EMAIL_RE.fullmatch(email):
+            tag = "required" if not email else "email"
+            validations.append(
+                _validation("email", f'Validation failed for tag "{tag}" with value: "{email}"')
+            )
+        if len(name) > 128 or name != name.strip():
+            validations.append(
+                _validation(
+                    "name", f'Validation failed for tag "user_real_name" with value: "{name}"'
+                )
+            )
+        if validations:
+            raise ApiError(400, "Validation failed.", validations=validations)
+
+    def _email_taken(self, email: str) -> bool:
+        email = email.lower()
+        return any(not u.deleted and u.email.lower() == email for u in self._users.values())
+
+    def _add_user(
+        self,
+        username: str,
+        email: str,
+        password: str,
+        *,
+        name: str = "",
+        status: str = "active",
+        login_type: str = "password",
+        organization_ids: list[str] | None = None,
+        roles: list[dict[str, str]] | None = None,
+    ) -> _User:
+        now = _now()
+        user = _User(
+            id=str(uuid.uuid4()),
+            username=username,
+            email=email,
+            name=name,
+            password=password,
+            login_type=login_type,
+            status=status,
+            organization_ids=organization_ids or [DEFAULT_ORG_ID],
+            roles=roles or [],
+            created_at=now,
+            updated_at=now,
+        )
+        self._users[user.id] = user
+        return user
+
+    def _set_status(self, request: FakeRequest, user: str, action: str) -> FakeResponse:
+        target = self._user_param(user)
+        if action == "suspend":
+            if target.id == self.owner.id:
+                raise ApiError(400, "You cannot suspend yourself.")
+            if any(r["name"] == "owner" for r in target.roles):
+                raise ApiError(
+                    400,
+                    'You cannot suspend a user with the "owner" role. You must '
+                    "remove the role first.",
+                )
+        target.status = "suspended" if action == "suspend" else "active"
+        target.updated_at = _now()
+        return FakeResponse(200, self._user_json(target))
+
+    def _set_password(self, request: FakeRequest, user: str) -> FakeResponse:
+        target = self._user_param(user)
+        body = self._body(request, "codersdk.UpdateUserPasswordRequest")
+        password = body.get("password", "")
+        if not password:
+            raise ApiError(
+                400,
+                "Validation failed.",
+                validations=[
+                    _validation("password", 'Validation failed for tag "required" with value: ""')
+                ],
+            )
+        if target.login_type != "password":
+            raise ApiError(400, "Users without password login type cannot change their password.")
+        if target.id == self.owner.id and body.get("old_password") != target.password:
+            raise ApiError(
+                400,
+                "Old password is incorrect.",
+                validations=[_validation("old_password", "Invalid password.")],
+            )
+        problem = password_problem(password)
+        if problem:
+            raise ApiError(400, "Invalid password.", validations=[_validation("password", problem)])
+        if password == target.password:
+            raise ApiError(400, "New password cannot match old password.")
+        target.password = password
+        target.updated_at = _now()
+        return FakeResponse(204)
+
+    def _validate_password(self, request: FakeRequest) -> FakeResponse:
+        body = self._body(request, "codersdk.ValidateUserPasswordRequest")
+        problem = password_problem(body.get("password", ""))
+        return FakeResponse(200, {"valid": problem is None, "details": problem or ""})
+
+    def _delete_user(self, request: FakeRequest, user: str) -> FakeResponse:
+        target = self._user_param(user)
+        if target.id == self.owner.id:
+            raise ApiError(403, "You cannot delete yourself!")
+        for workspace in self._workspaces.values():
+            if workspace.owner_id == target.id and not self._is_deleted(workspace):
+                raise ApiError(
+                    417,
+                    "You cannot delete a user that has workspaces. Delete their "
+                    "workspaces and try again!",
+                )
+        target.deleted = True
+        target.updated_at = _now()
+        return FakeResponse(200, {"message": "User has been deleted!"})
+
+    def _create_workspace(
+        self, request: FakeRequest, user: str, org: str | None = None
+    ) -> FakeResponse:
+        owner = self._user_param(user)
+        member_org = self._org_param(org) if org is not None else None
+        if member_org is not None and member_org.id not in owner.organization_ids:
+            raise ApiError(404, "Resource not found or you do not have access to this resource")
+        body = self._body(request, "codersdk.CreateWorkspaceRequest")
+        name = body.get("name", "")
+        if name_problem(name):
+            raise ApiError(
+                400,
+                "Validation failed.",
+                validations=[
+                    _validation(
+                        "name", f'Validation failed for tag "workspace_name" with value: "{name}"'
+                    )
+                ],
+            )
+        template = self._workspace_template(body)
+        if member_org is not None and template.organization_id != member_org.id:
+            raise ApiError(400, "Template is not in the organization.")
+        if template.deprecated:
+            raise ApiError(
+                400,
+                f'Template "{template.name}" has been deprecated, and cannot be '
+                "used to create a new workspace.",
+            )
+        ttl_ms = body.get("ttl_ms")
+        if ttl_ms is not None and ttl_ms < 60000:
+            raise ApiError(
+                400,
+                "Invalid Workspace Time to Shutdown.",
+                validations=[
+                    _validation("ttl_ms", "time until shutdown must be at least one minute")
+                ],
+            )
+        if any(
+            ws.owner_id == owner.id and ws.name.lower() == name.lower() and not self._is_deleted(ws)
+            for ws in self._workspaces.values()
+        ):
+            raise ApiError(
+                409,
+                f'Workspace "{name}" already exists.',
+                validations=[
+                    _validation("name", "This value is already in use and should be unique.")
+                ],
+            )
+        workspace = self._add_workspace(owner, template, body)
+        return FakeResponse(201, self._workspace_json(workspace))
+
+    def _workspace_template(self, body: dict[str, Any]) -> _Template:
+        template_id, version_id = body.get("template_id"), body.get("template_version_id")
+        if template_id and version_id:
+            raise ApiError(400, "You cannot specify both a Template ID and a Template Version ID.")
+        if not template_id and not version_id:
+            raise ApiError(400, "You must provide either a template_id or a template_version_id.")
+        for template in self._templates.values():
+            if template.id == template_id or template.active_version_id == version_id:
+                return template
+        raise ApiError(
+            400,
+            f'Template "{template_id or version_id}" doesn\'t exist.',
+            validations=[_validation("template_id", "template not found")],
+        )
+
+    def _add_workspace(self, owner: _User, template: _Template, body: dict[str, Any]) -> _Workspace:
+        now = _now()
+        workspace = _Workspace(
+            id=str(uuid.uuid4()),
+            name=body["name"],
+            owner_id=owner.id,
+            organization_id=template.organization_id,
+            template_id=template.id,
+            created_at=now,
+            updated_at=now,
+            ttl_ms=body.get("ttl_ms"),
+            autostart_schedule=body.get("autostart_schedule"),
+            automatic_updates=body.get("automatic_updates") or "never",
+            rich_parameter_values=list(body.get("rich_parameter_values") or []),
+        )
+        self._workspaces[workspace.id] = workspace
+        fail = self.fail_start_builds > 0
+        if fail:
+            self.fail_start_builds -= 1
+        self._new_build(workspace, "start", fail)
+        return workspace
+
+    def _list_workspaces(self, request: FakeRequest) -> FakeResponse:
+        terms, filters = self._parse_query(request.param("q"), WORKSPACE_QUERY_KEYS, "workspace")
+        shown = []
+        for workspace in self._workspaces.values():
+            self._stage_now(workspace.latest, observe=True)
+            if not self._is_deleted(workspace) and self._workspace_matches(
+                workspace, terms, filters
+            ):
+                shown.append(workspace)
+        shown.sort(key=lambda ws: (self._users[ws.owner_id].username.lower(), ws.name.lower()))
+        page = self._page(shown, request)
+        return FakeResponse(
+            200, {"workspaces": [self._workspace_json(ws) for ws in page], "count": len(shown)}
+        )
+
+    def _workspace_matches(
+        self, workspace: _Workspace, terms: list[str], filters: dict[str, str]
+    ) -> bool:
+        owner = self._users[workspace.owner_id].username.lower()
+        name = workspace.name.lower()
+        for term in terms:
+            # A bare "owner/name" or "name" also works, as in Coder's search box.
+            term_owner, _, term_name = term.rpartition("/")
+            if (term_owner and term_owner != owner) or term_name not in name:
+                return False
+        wanted_owner = filters.get("owner")
+        if wanted_owner == "me":
+            wanted_owner = self.owner.username.lower()
+        template = self._templates.get(workspace.template_id)
+        org = self._orgs[workspace.organization_id]
+        status = self._build_json(workspace.latest)["status"]
+        checks = [
+            wanted_owner is None or wanted_owner == owner,
+            "name" not in filters or filters["name"] in name,
+            "template" not in filters
+            or (template is not None and template.name.lower() == filters["template"]),
+            "status" not in filters or status == filters["status"],
+            "id" not in filters or workspace.id == filters["id"],
+            "organization" not in filters or filters["organization"] in (org.id, org.name.lower()),
+        ]
+        return all(checks)
+
+    def _get_workspace(self, request: FakeRequest, workspace: str) -> FakeResponse:
+        found = self._workspace_param(workspace)
+        self._stage_now(found.latest, observe=True)
+        if self._is_deleted(found) and request.param("include_deleted") != "true":
+            raise ApiError(
+                410,
+                f'Workspace "{found.id}" was deleted, you can view this '
+                "workspace by specifying '?include_deleted=true' and trying again.",
+            )
+        return FakeResponse(200, self._workspace_json(found))
+
+    def _list_builds(self, request: FakeRequest, workspace: str) -> FakeResponse:
+        found = self._workspace_param(workspace)
+        self._stage_now(found.latest, observe=True)
+        builds = list(reversed(found.builds))
+        return FakeResponse(200, [self._build_json(b) for b in self._page(builds, request)])
+
+    def _create_build(self, request: FakeRequest, workspace: str) -> FakeResponse:
+        found = self._workspace_param(workspace)
+        if self._is_deleted(found):
+            raise ApiError(410, f'Workspace "{found.id}" was deleted.')
+        body = self._body(request, "codersdk.CreateWorkspaceBuildRequest")
+        transition = body["transition"]
+        orphan = bool(body.get("orphan"))
+        if orphan and transition != "delete":
+            raise ApiError(400, "Orphan is only permitted when deleting a workspace.")
+        if self._is_active(found.latest):
+            raise ApiError(409, "A workspace build is already active.")
+        fail = False
+        if transition == "delete" and not orphan and self.fail_delete_builds > 0:
+            self.fail_delete_builds -= 1
+            fail = True
+        if transition == "start" and self.fail_start_builds > 0:
+            self.fail_start_builds -= 1
+            fail = True
+        build = self._new_build(found, transition, fail)
+        return FakeResponse(201, self._build_json(build))
+
+    def _get_build(self, request: FakeRequest, build: str) -> FakeResponse:
+        if not _is_uuid(build):
+            raise ApiError(400, f'Invalid UUID "{build}".')
+        found = self._builds.get(str(uuid.UUID(build)))
+        if found is None:
+            raise ApiError(404, "Resource not found or you do not have access to this resource")
+        self._stage_now(found, observe=True)
+        return FakeResponse(200, self._build_json(found))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a fake Coder until interrupted."""
+    parser = argparse.ArgumentParser(description="Run a fake Coder API server.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7080)
+    parser.add_argument("--token", default=DEFAULT_TOKEN)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    parser.add_argument("--build-polls", type=int, default=2)
+    parser.add_argument("--build-seconds", type=float, default=None)
+    parser.add_argument("--rate-limit", type=int, default=None, help="requests per minute")
+    parser.add_argument(
+        "--template",
+        action="append",
+        default=None,
+        help="template name to create (repeatable; default: docker)",
+    )
+    args = parser.parse_args(argv)
+    fake = FakeCoder(
+        args.token,
+        host=args.host,
+        port=args.port,
+        latency=args.latency,
+        build_polls=args.build_polls,
+        build_seconds=args.build_seconds,
+        rate_limit_per_minute=args.rate_limit,
+    )
+    for name in args.template or ["docker"]:
+        fake.add_template(name)
+    fake.start()
+    print(f"Fake Coder listening on {fake.url}", flush=True)
+    print(f"CODER_URL={fake.url} CODER_SESSION_TOKEN={fake.token}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        threading.Event().wait()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()
