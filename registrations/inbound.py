@@ -1,1 +1,341 @@
-"""Being written."""
+"""Inbound SMS: record every message Twilio delivers, route it, and choose the TwiML reply.
+
+Runs inside the webhook request, so it only touches the database (a constant number of queries
+whatever the number of sessions and accounts) and the broker; Coder and Twilio's REST API are
+called by the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from xml.sax.saxutils import escape
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, IntegerField, Q, Value, When
+from django.http import QueryDict
+from django.utils import timezone
+
+from registrations import cleanup, enrollment, provisioning
+from registrations.models import (
+    DELETION_STATUSES,
+    Account,
+    AccountStatus,
+    DeletionReason,
+    InboundMessage,
+    InboundOutcome,
+    OptOut,
+    Session,
+    SessionState,
+)
+from registrations.phones import mask_phone, normalize_phone
+from registrations.phrases import (
+    CARRIER_HELP_WORDS,
+    CARRIER_START_WORDS,
+    CARRIER_STOP_WORDS,
+    DONE_WORD,
+    PHRASE_MAX_LENGTH,
+    RESEND_WORD,
+    normalize_phrase,
+)
+from registrations.texts import format_expiry
+
+logger = logging.getLogger(__name__)
+
+# Replies: one GSM-7 segment each (at most 160 characters, no emoji, no curly quotes).
+WRONG_PHRASE_REPLY = (
+    "Sorry, we didn't recognise that. Check the phrase your instructor gave you and text it "
+    "again exactly as shown."
+)
+NOT_OPEN_REPLY = "Enrollment for this class opens {opens}. Please text the phrase again then."
+CLOSED_REPLY = "Sorry, enrollment for this class has closed. Please ask your instructor for help."
+ENDED_REPLY = "Sorry, this class session has ended. Please ask your instructor for help."
+FULL_REPLY = "Sorry, this class is full. Please ask your instructor for help."
+ON_THE_WAY_REPLY = "You're already signed up. Your login details are on the way by SMS."
+FAILED_REPLY = (
+    "Sorry, we could not create your account. Please ask your instructor, who can retry it."
+)
+BEING_DELETED_REPLY = (
+    "Your account for this class is being deleted. Text the phrase again in a few minutes "
+    "to get a new one."
+)
+RESEND_LIMITED_REPLY = (
+    "You have asked for new login details too often. Please wait up to an hour and try again."
+)
+NO_ACCOUNT_REPLY = (
+    "You have no class account yet. Text the phrase your instructor gave you to join."
+)
+DONE_REPLY = "OK, your class account is being deleted now. Thanks for taking part!"
+NOTHING_TO_DELETE_REPLY = "You have no class account to delete."
+
+# Refusals are sent at most once per sender per throttle window, so that a phone (or a bot)
+# that keeps texting never gets a reply storm.
+ONCE_PER_WINDOW = (
+    InboundOutcome.WRONG_PHRASE,
+    InboundOutcome.NOT_OPEN,
+    InboundOutcome.CLOSED,
+    InboundOutcome.FULL,
+    InboundOutcome.RESEND_LIMITED,
+)
+# Twilio bodies are at most 1600 characters; anything longer is not an SMS we can match.
+MAX_BODY_LENGTH = 1600
+_SID = re.compile(r"^[A-Za-z0-9]{2,64}$")
+_BODY_FIELD_LENGTH = InboundMessage._meta.get_field("body").max_length
+_TO_FIELD_LENGTH = InboundMessage._meta.get_field("to_number").max_length
+
+
+class MalformedInbound(ValueError):
+    """The request is not an inbound SMS from Twilio (the view answers 400)."""
+
+
+@dataclass(frozen=True)
+class Message:
+    sid: str
+    phone: str | None
+    to_number: str
+    body: str
+    text: str
+    from_us: bool
+
+
+@dataclass
+class Routed:
+    outcome: InboundOutcome
+    reply: str | None = None
+    session: Session | None = None
+    account: Account | None = None
+
+
+def handle_inbound(params: QueryDict) -> str | None:
+    """Record and route one inbound SMS; return the reply text, or None for no reply."""
+    message = parse(params)
+    now = timezone.now()
+    with transaction.atomic():
+        record = _record(message, now)
+        if record is None:
+            # Twilio retries a webhook it thinks timed out: answer the same, change nothing.
+            logger.info("inbound %s: duplicate delivery ignored", message.sid)
+            return None
+        routed = route(message, now)
+        record.outcome = routed.outcome
+        record.session = routed.session
+        record.account = routed.account
+        record.save(update_fields=["outcome", "session", "account"])
+    logger.info(
+        "inbound %s from %s: %s%s",
+        message.sid,
+        mask_phone(message.phone),
+        routed.outcome,
+        " (replied)" if routed.reply else "",
+    )
+    return routed.reply
+
+
+def twiml(reply: str | None) -> str:
+    """Render the TwiML answer: one message, or an empty response."""
+    head = '<?xml version="1.0" encoding="UTF-8"?>'
+    if not reply:
+        return head + "<Response/>"
+    return f"{head}<Response><Message>{escape(reply)}</Message></Response>"
+
+
+def parse(params: QueryDict) -> Message:
+    """Read Twilio's form fields; raise MalformedInbound when there is no usable MessageSid."""
+    sid = _clean(params.get("MessageSid") or params.get("SmsMessageSid") or params.get("SmsSid"))
+    if not _SID.match(sid):
+        raise MalformedInbound("Missing or malformed MessageSid.")
+    raw_from = _clean(params.get("From"))
+    phone = normalize_phone(raw_from)
+    to_number = _clean(params.get("To"))
+    to_number = normalize_phone(to_number) or to_number[:_TO_FIELD_LENGTH]
+    body = _clean(params.get("Body"))
+    too_long = len(body) > MAX_BODY_LENGTH
+    return Message(
+        sid=sid,
+        phone=phone,
+        to_number=to_number,
+        body=body[:_BODY_FIELD_LENGTH],
+        text="" if too_long else normalize_phrase(body),
+        from_us=_is_ours(raw_from, phone, to_number),
+    )
+
+
+def _clean(value: str | None) -> str:
+    # PostgreSQL rejects NUL characters in text columns; they never belong in an SMS anyway.
+    return (value or "").replace("\x00", "").strip()
+
+
+def _is_ours(raw_from: str, phone: str | None, to_number: str) -> bool:
+    ours = {settings.TWILIO_FROM_NUMBER, *settings.TWILIO_OWN_NUMBERS}
+    ours = {normalize_phone(number) or number for number in ours if number}
+    return bool(raw_from) and (raw_from in ours or phone in ours or phone == to_number)
+
+
+def _record(message: Message, now: datetime) -> InboundMessage | None:
+    """Insert the message's row, or return None when its MessageSid was already recorded."""
+    try:
+        # The unique MessageSid decides, not a prior read: two concurrent deliveries of one
+        # message both try to insert and exactly one succeeds.
+        with transaction.atomic():
+            return InboundMessage.objects.create(
+                message_sid=message.sid,
+                phone=message.phone,
+                to_number=message.to_number,
+                body=message.body,
+                received_at=now,
+                outcome=InboundOutcome.INVALID,
+            )
+    except IntegrityError:
+        return None
+
+
+def route(message: Message, now: datetime) -> Routed:
+    """Decide what a recorded message means and do it (in the caller's transaction)."""
+    if message.from_us:
+        return Routed(InboundOutcome.OWN_NUMBER)
+    phone = message.phone
+    if phone is None:
+        return Routed(InboundOutcome.INVALID)
+    # Opt-outs and opt-ins are honoured even from a throttled sender: Twilio stops delivering
+    # to the phone either way, and our records must agree with it.
+    if message.text in CARRIER_STOP_WORDS:
+        OptOut.objects.get_or_create(phone=phone)
+        return Routed(InboundOutcome.OPT_OUT)
+    if message.text in CARRIER_START_WORDS:
+        OptOut.objects.filter(phone=phone).delete()
+        return Routed(InboundOutcome.OPT_IN)
+    recent = _recent_outcomes(phone, now)
+    if len(recent) > settings.INBOUND_THROTTLE_COUNT:
+        return Routed(InboundOutcome.THROTTLED)
+    return _once_per_window(_route_text(message, now), recent)
+
+
+def _route_text(message: Message, now: datetime) -> Routed:
+    if message.text in CARRIER_HELP_WORDS:
+        # Twilio answers HELP/INFO itself; a second answer from us would only confuse.
+        return Routed(InboundOutcome.KEYWORD)
+    if message.text == DONE_WORD:
+        return _done(message.phone)
+    if message.text == RESEND_WORD:
+        return _resend(message.phone)
+    return _phrase(message, now)
+
+
+def _recent_outcomes(phone: str, now: datetime) -> list[str]:
+    """Return the outcomes of the sender's messages in the throttle window, newest first."""
+    since = now - timedelta(minutes=settings.INBOUND_THROTTLE_MINUTES)
+    # Includes the row just inserted. One past the limit is enough: beyond it the sender is
+    # throttled whatever the exact number. One query on the (phone, received_at) index.
+    limit = settings.INBOUND_THROTTLE_COUNT + 1
+    recent = InboundMessage.objects.filter(phone=phone, received_at__gte=since)
+    return list(recent.order_by("-received_at").values_list("outcome", flat=True)[:limit])
+
+
+def _once_per_window(routed: Routed, recent: list[str]) -> Routed:
+    # The current row still has its placeholder outcome, so finding this refusal means an
+    # earlier message in the window already got it.
+    if routed.outcome in ONCE_PER_WINDOW and routed.outcome in recent:
+        routed.reply = None
+    return routed
+
+
+def _live_accounts(phone: str) -> Q:
+    return Q(phone=phone) & ~Q(status__in=(AccountStatus.DELETED, *DELETION_STATUSES))
+
+
+def _done(phone: str) -> Routed:
+    """Start deleting every live account of the phone (the student texted DONE)."""
+    accounts = list(Account.objects.filter(_live_accounts(phone)).select_related("session"))
+    deleting = [a for a in accounts if cleanup.request_deletion(a, DeletionReason.DONE)]
+    if not deleting:
+        return Routed(InboundOutcome.DONE, NOTHING_TO_DELETE_REPLY)
+    first = deleting[0]
+    return Routed(InboundOutcome.DONE, DONE_REPLY, session=first.session, account=first)
+
+
+def _resend(phone: str) -> Routed:
+    """Send new login details for the phone's newest live account (the student texted RESEND)."""
+    account = (
+        Account.objects.filter(_live_accounts(phone))
+        .select_related("session")
+        .order_by("-created_at")
+        .first()
+    )
+    if account is None:
+        return Routed(InboundOutcome.KEYWORD, NO_ACCOUNT_REPLY)
+    if account.status != AccountStatus.ACTIVE:
+        return _existing(account, InboundOutcome.KEYWORD)
+    if provisioning.request_resend(account):
+        return Routed(InboundOutcome.RESEND, session=account.session, account=account)
+    return Routed(
+        InboundOutcome.RESEND_LIMITED,
+        RESEND_LIMITED_REPLY,
+        session=account.session,
+        account=account,
+    )
+
+
+def _existing(account: Account, outcome: InboundOutcome) -> Routed:
+    """Tell a phone why a repeat request changes nothing for its account."""
+    if account.status == AccountStatus.FAILED:
+        reply = FAILED_REPLY
+    elif account.status in DELETION_STATUSES or account.status == AccountStatus.DELETED:
+        reply = BEING_DELETED_REPLY
+    else:
+        reply = ON_THE_WAY_REPLY
+    return Routed(outcome, reply, session=account.session, account=account)
+
+
+def _phrase(message: Message, now: datetime) -> Routed:
+    """Enroll the sender in the session whose phrase they texted, or say why not."""
+    session = find_session(message.text, message.to_number, now)
+    if session is None:
+        return Routed(InboundOutcome.WRONG_PHRASE, WRONG_PHRASE_REPLY)
+    state = session.state_at(now)
+    if state == SessionState.SCHEDULED:
+        reply = NOT_OPEN_REPLY.format(opens=format_expiry(session.opens_at, session.time_zone))
+        return Routed(InboundOutcome.NOT_OPEN, reply, session=session)
+    if state != SessionState.OPEN:
+        reply = ENDED_REPLY if state == SessionState.ENDED else CLOSED_REPLY
+        return Routed(InboundOutcome.CLOSED, reply, session=session)
+    result = enrollment.enroll(session, message.phone)
+    routed = Routed(result.outcome, session=session, account=result.account)
+    if result.outcome == InboundOutcome.FULL:
+        routed.reply = FULL_REPLY
+    elif result.outcome == InboundOutcome.RESEND_LIMITED:
+        routed.reply = RESEND_LIMITED_REPLY
+    elif result.outcome == InboundOutcome.DUPLICATE:
+        routed = _existing(result.account, result.outcome)
+    return routed
+
+
+def find_session(text: str, to_number: str, now: datetime) -> Session | None:
+    """Return the session a phrase most likely means: open, else next to open, else latest."""
+    if not text or len(text) > PHRASE_MAX_LENGTH:
+        return None
+    live = Q(ended_at__isnull=True, expires_at__gt=now)
+    is_open = live & Q(opens_at__lte=now, closes_at__gt=now)
+    is_scheduled = live & Q(opens_at__gt=now)
+    # One indexed query, ranked in the database, whatever the number of sessions.
+    return (
+        Session.objects.filter(phrase_normalized=text)
+        .filter(Q(inbound_number="") | Q(inbound_number=to_number))
+        .annotate(
+            rank=Case(
+                When(is_open, then=Value(0)),
+                When(is_scheduled, then=Value(1)),
+                default=Value(2),
+                output_field=IntegerField(),
+            )
+        )
+        .order_by(
+            "rank",
+            Case(When(is_scheduled, then=F("opens_at"))).asc(nulls_last=True),
+            F("closes_at").desc(),
+            "-pk",
+        )
+        .first()
+    )

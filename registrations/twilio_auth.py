@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
@@ -29,6 +29,14 @@ def signature_is_valid(request: HttpRequest) -> bool:
     return validator.validate(public_url(request), request.POST, signature)
 
 
+def _rejection_reason(request: HttpRequest) -> str:
+    if not settings.TWILIO_AUTH_TOKEN:
+        return "TWILIO_AUTH_TOKEN is unset, so no signature can be checked"
+    if not request.headers.get("X-Twilio-Signature"):
+        return "missing X-Twilio-Signature"
+    return f"X-Twilio-Signature does not match {public_url(request)}"
+
+
 def twilio_signature_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Answer 403 to any request not signed by Twilio with our auth token."""
 
@@ -42,10 +50,11 @@ def twilio_signature_required(view: Callable[..., HttpResponse]) -> Callable[...
             )
             return view(request, *args, **kwargs)
         if not signature_is_valid(request):
+            # Never log the body or the sender: only why the request was refused.
             logger.warning(
-                "rejected a request to %s with a %s Twilio signature",
+                "rejected a request to %s: %s",
                 request.path,
-                "bad" if request.headers.get("X-Twilio-Signature") else "missing",
+                _rejection_reason(request),
             )
             return HttpResponseForbidden(
                 "Invalid or missing X-Twilio-Signature.", content_type="text/plain"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -17,7 +17,10 @@ from registrations.twilio_auth import twilio_signature_required
 @twilio_signature_required
 def sms_webhook(request: HttpRequest) -> HttpResponse:
     """Twilio's "A message comes in" webhook: record, route, answer with TwiML."""
-    reply = inbound.handle_inbound(request.POST)
+    try:
+        reply = inbound.handle_inbound(request.POST)
+    except inbound.MalformedInbound as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain")
     return HttpResponse(inbound.twiml(reply), content_type="text/xml")
 
 

@@ -138,3 +138,97 @@ def send_sms(client: Client, twilio_settings) -> Callable:
         )
 
     return send
+
+
+@pytest.fixture
+def broker(db):
+    """django-q2's broker, emptied before and after the test (Redis outlives a test's rollback)."""
+    from django_q.brokers import get_broker
+
+    task_broker = get_broker()
+    task_broker.purge_queue()
+    yield task_broker
+    task_broker.purge_queue()
+
+
+def queued_tasks(task_broker) -> list[dict]:
+    """Pop every task waiting in the broker and return their decoded packages."""
+    from django_q.signing import SignedPackage
+
+    tasks: list[dict] = []
+    for _ in range(10_000):
+        if not task_broker.queue_size():
+            break
+        tasks += [SignedPackage.loads(payload) for _, payload in task_broker.dequeue() or []]
+    return tasks
+
+
+@pytest.fixture
+def fake_twilio(twilio_settings):
+    """A fake Twilio REST server that the app's Twilio client is pointed at."""
+    from tests.fakes.twilio import FakeTwilio
+
+    with FakeTwilio(TWILIO_SID, TWILIO_TOKEN) as server:
+        twilio_settings.TWILIO_API_BASE_URL = server.url
+        yield server
+
+
+@pytest.fixture
+def coder_account(fake_coder, settings) -> Callable:
+    """Make an Account whose Coder user (with our email marker) and workspaces exist in the fake.
+
+    The workspaces' start builds are finished, and the fake's request log is cleared, so a test
+    sees only the requests the code under test sends.
+    """
+    from registrations.coder import get_client
+    from registrations.models import Account, AccountStatus
+
+    template = fake_coder.add_template("docker")
+
+    def make(session, username: str = "cs-student", *, workspaces: int = 1,
+             phone: str | None = STUDENT_PHONE, status: str = AccountStatus.ACTIVE,
+             **fields) -> Account:
+        user = fake_coder.add_user(username, email=f"{username}@{settings.CODER_EMAIL_DOMAIN}")
+        polls, fake_coder.build_polls = fake_coder.build_polls, 0
+        for number in range(1, workspaces + 1):
+            get_client().create_workspace(username, f"ws{number}", template["id"])
+        get_client().list_workspaces(username)  # with build_polls 0, a look ends the builds
+        fake_coder.build_polls = polls
+        fake_coder.clear_log()
+        fields.setdefault("expires_at", session.expires_at)
+        return Account.objects.create(
+            session=session, phone=phone, status=status, coder_username=username,
+            coder_user_id=user["id"], **fields,
+        )
+
+    return make
+
+
+def make_account(session: Session, phone: str | None = STUDENT_PHONE, **fields):
+    """Create an Account in a session directly (no provisioning), for admin and CLI tests."""
+    from registrations.models import Account
+
+    fields.setdefault("expires_at", session.expires_at)
+    return Account.objects.create(session=session, phone=phone, **fields)
+
+
+def _register_hypothesis_profiles() -> None:
+    """Property tests: a quick "dev" profile for `make test`, a thorough "ci" one (.ci/run)."""
+    import os
+
+    from hypothesis import HealthCheck
+    from hypothesis import settings as hypothesis_settings
+
+    # Examples share one test's database transaction and fixtures; each example cleans up.
+    common = {
+        "deadline": None,
+        "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        "derandomize": False,
+        "print_blob": True,
+    }
+    hypothesis_settings.register_profile("dev", max_examples=200, **common)
+    hypothesis_settings.register_profile("ci", max_examples=1500, **common)
+    hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+_register_hypothesis_profiles()
