@@ -121,6 +121,9 @@ class Session(models.Model):
                     f"({clash.opens_at:%Y-%m-%d %H:%M}–{clash.closes_at:%H:%M} UTC) "
                     "overlaps this one. Choose another phrase or other times."
                 )
+        from registrations.texts import session_override_errors
+
+        errors.update(session_override_errors(self))
         if errors:
             raise ValidationError(errors)
 

@@ -1,1 +1,438 @@
-"""Being written."""
+"""Creating a student's Coder account and texting the credentials; resending a new password.
+
+The password exists only in this worker's memory, between generating it and handing it to
+Twilio: it is never stored, never a task argument or result, never logged. Every step is safe to
+run twice: the username is saved on the row before Coder is called, so a retry after a crash
+meets Coder's 409 for that same username, adopts the user (it carries our email marker) by
+setting a new password, and texts that one.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from registrations import credentials, sms, texts
+from registrations.coder import CoderClient, CoderError, CoderNotConfigured, User, get_client
+from registrations.models import Account, AccountStatus, OutboundKind, OutboundMessage
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PROVISION_TASK = "registrations.tasks.provision_account"
+RESEND_TASK = "registrations.tasks.resend_credentials"
+
+# Short blips are retried inside the task; longer trouble goes back to the sweep with backoff.
+INLINE_TRIES = 2
+INLINE_PAUSE_SECONDS = 0.3
+INLINE_MAX_PAUSE_SECONDS = 3.0
+RETRY_BASE_SECONDS = 30
+RETRY_MAX_SECONDS = 10 * 60
+USERNAME_TRIES = 5
+# A resend that keeps failing (Twilio or Coder down) is abandoned after this long.
+RESEND_GIVE_UP_AFTER = timedelta(minutes=30)
+
+
+class PermanentFailure(Exception):
+    """Provisioning cannot succeed by retrying (e.g. Coder rejects our request as invalid)."""
+
+
+def backoff(attempts: int) -> timedelta:
+    """Return the pause before retry number `attempts`, doubling, capped, with jitter."""
+    seconds = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=seconds * random.uniform(1.0, 1.25))
+
+
+def _enqueue(task: str, account_id: int) -> None:
+    transaction.on_commit(functools.partial(async_task, task, account_id))
+
+
+def enqueue_provision(account_id: int) -> None:
+    """Queue provisioning of an account once the current transaction commits."""
+    _enqueue(PROVISION_TASK, account_id)
+
+
+def _set(account_id: int, expected_status: str | None = None, **changes: Any) -> int:
+    """Update an account row (only while it has `expected_status`, when given)."""
+    rows = Account.objects.filter(pk=account_id)
+    if expected_status is not None:
+        rows = rows.filter(status=expected_status)
+    if "status" in changes:
+        changes.setdefault("status_changed_at", timezone.now())
+    return rows.update(**changes)
+
+
+def _claim(account_id: int) -> bool:
+    """Move a requested account to provisioning; False when another worker has it, or it went."""
+    claimed = Account.objects.filter(
+        pk=account_id,
+        status=AccountStatus.REQUESTED,
+        deletion_requested_at__isnull=True,
+        expires_at__gt=timezone.now(),
+    ).update(
+        status=AccountStatus.PROVISIONING,
+        status_changed_at=timezone.now(),
+        attempts=F("attempts") + 1,
+        next_attempt_at=None,
+    )
+    return claimed == 1
+
+
+def provision(account_id: int) -> None:
+    """Create the account's Coder user (and workspace), then text the credentials (task body)."""
+    if not _claim(account_id):
+        logger.info("account %s: not claimable for provisioning; skipped", account_id)
+        return
+    account = Account.objects.select_related("session").get(pk=account_id)
+    if account.attempts > settings.PROVISION_MAX_ATTEMPTS:
+        _fail(account, "Gave up: every attempt was interrupted.")
+        return
+    try:
+        password = credentials.generate_password()
+        user = _with_inline_retries(lambda: _create_or_adopt(account, password))
+        _set(account.pk, AccountStatus.PROVISIONING, coder_user_id=user.id)
+        workspace_note = _with_inline_retries(lambda: _ensure_workspace(account))
+    except PermanentFailure as exc:
+        _fail(account, str(exc))
+        return
+    except (CoderError, CoderNotConfigured) as exc:
+        _retry_later(account, exc)
+        return
+    if not _activate(account, workspace_note):
+        return
+    _send_password(account, password, texts.credentials_text(account, password), workspace_note)
+
+
+def _with_inline_retries(step: Callable[[], T]) -> T:
+    """Run one Coder step, repeating it briefly after a retryable error."""
+    for attempt in range(INLINE_TRIES):
+        try:
+            return step()
+        except CoderError as exc:
+            if not exc.retryable or attempt == INLINE_TRIES - 1:
+                raise
+            pause = exc.retry_after if exc.retry_after is not None else INLINE_PAUSE_SECONDS
+            if pause > INLINE_MAX_PAUSE_SECONDS:
+                raise
+            time.sleep(pause * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _create_or_adopt(account: Account, password: str) -> User:
+    """Create the Coder user under the row's username, adopting or renaming on 409."""
+    client = get_client()
+    organization_id = client.resolve_organization_id(settings.CODER_ORGANIZATION or None)
+    for _ in range(USERNAME_TRIES):
+        username = _ensure_username(account)
+        try:
+            return client.create_user(
+                username=username,
+                email=credentials.email_for(username),
+                password=password,
+                organization_id=organization_id,
+                user_status="active",
+            )
+        except CoderError as exc:
+            if exc.status != 409:
+                _raise_if_permanent(exc)
+                raise
+        existing = client.get_user(username)
+        if existing is not None and credentials.is_ours(username, existing.email):
+            return _adopt(client, account, existing, password)
+        logger.info(
+            "account %s: username %s is taken in Coder; choosing another", account.pk, username
+        )
+        _set(account.pk, coder_username="")
+        account.coder_username = ""
+    raise PermanentFailure(f"No free Coder username after {USERNAME_TRIES} tries.")
+
+
+def _ensure_username(account: Account) -> str:
+    """Return the row's username, choosing and saving one first if it has none."""
+    if account.coder_username:
+        return account.coder_username
+    for _ in range(USERNAME_TRIES):
+        candidate = credentials.generate_username()
+        try:
+            with transaction.atomic():
+                saved = Account.objects.filter(pk=account.pk, coder_username="").update(
+                    coder_username=candidate
+                )
+        except IntegrityError:
+            continue  # another live account holds it
+        if saved:
+            account.coder_username = candidate
+            return candidate
+        account.refresh_from_db(fields=["coder_username"])
+        return account.coder_username
+    raise PermanentFailure(f"No free username after {USERNAME_TRIES} tries.")
+
+
+def _adopt(client: CoderClient, account: Account, user: User, password: str) -> User:
+    """Take over a Coder user this app created earlier (a retry after a crash, or an orphan)."""
+    logger.info("account %s: adopting existing Coder user %s", account.pk, user.username)
+    client.set_password(user.id or user.username, password)
+    if user.is_suspended:
+        user = client.activate_user(user.id or user.username)
+    return user
+
+
+def _raise_if_permanent(exc: CoderError) -> None:
+    # 400 is Coder's "your request is invalid": repeating it cannot help. Everything else
+    # (401/403 while a token is fixed, 404 org, 429, 5xx, timeouts) is worth another attempt.
+    if exc.status == 400:
+        raise PermanentFailure(str(exc)) from exc
+
+
+def _ensure_workspace(account: Account) -> str:
+    """Create the session's workspace when it names a template; return a note for the admin."""
+    name = account.session.coder_template.strip()
+    if not name:
+        return ""
+    client = get_client()
+    template = client.template_by_name(name, settings.CODER_ORGANIZATION or None)
+    if template is None:
+        return f"Coder template “{name}” not found: no workspace was created."
+    try:
+        client.create_workspace(account.coder_username, template.name, template.id)
+    except CoderError as exc:
+        if exc.status == 409:
+            return ""  # already created by an earlier attempt
+        if exc.retryable:
+            raise
+        return f"Workspace not created: {exc}"
+    return ""
+
+
+def _activate(account: Account, note: str) -> bool:
+    """Mark the account active; False if it left provisioning meanwhile (e.g. revoked)."""
+    now = timezone.now()
+    done = _set(
+        account.pk,
+        AccountStatus.PROVISIONING,
+        status=AccountStatus.ACTIVE,
+        provisioned_at=now,
+        next_attempt_at=None,
+        last_error=note,
+    )
+    if not done:
+        logger.info("account %s left provisioning before it finished; no SMS", account.pk)
+        return False
+    account.refresh_from_db()
+    if account.deletion_requested_at:
+        return False
+    logger.info("account %s: Coder user %s is ready", account.pk, account.coder_username)
+    return True
+
+
+def _send_password(account: Account, password: str, body: str, note: str = "") -> bool:
+    """Text a password and record the outcome; a transient failure schedules a NEW password.
+
+    `note` is what admin should still see once the SMS is out (e.g. no workspace was created).
+    """
+    delivery = sms.send_with_secret(
+        account=account, kind=OutboundKind.CREDENTIALS, body=body, secret=password
+    )
+    now = timezone.now()
+    if delivery.sent:
+        _set(account.pk, credentials_sent_at=now, next_attempt_at=None, last_error=note)
+        return True
+    message = delivery.message
+    reason = (message.error_message or message.get_status_display()) if message else "no phone"
+    if delivery.transient:
+        # The password is gone once this task ends: the next try sets and sends a new one.
+        _set(
+            account.pk,
+            next_attempt_at=now + backoff(1),
+            last_error=f"Credentials SMS not sent ({reason}); a new password will follow.",
+        )
+    else:
+        _set(account.pk, next_attempt_at=None, last_error=f"Credentials SMS not sent: {reason}")
+    return False
+
+
+def _retry_later(account: Account, exc: Exception) -> None:
+    """Put the account back to requested with backoff, or fail it after the last attempt."""
+    account.refresh_from_db(fields=["attempts"])
+    if account.attempts >= settings.PROVISION_MAX_ATTEMPTS:
+        _fail(account, f"Gave up after {account.attempts} attempts: {exc}")
+        return
+    logger.warning(
+        "account %s: attempt %s failed, will retry: %s", account.pk, account.attempts, exc
+    )
+    _set(
+        account.pk,
+        AccountStatus.PROVISIONING,
+        status=AccountStatus.REQUESTED,
+        next_attempt_at=timezone.now() + backoff(account.attempts),
+        last_error=str(exc)[:1000],
+    )
+
+
+def _fail(account: Account, error: str) -> None:
+    """Mark the account failed (admin shows the error) and tell the student once."""
+    failed = _set(
+        account.pk,
+        AccountStatus.PROVISIONING,
+        status=AccountStatus.FAILED,
+        next_attempt_at=None,
+        last_error=error[:1000],
+    )
+    if not failed:
+        return
+    logger.error("account %s: provisioning failed: %s", account.pk, error)
+    sms.queue_sms(
+        phone=account.phone,
+        kind=OutboundKind.FAILURE,
+        body=texts.failure_text(account),
+        account=account,
+    )
+
+
+def retry_failed(account: Account) -> bool:
+    """Give a failed account a fresh set of attempts (admin action); False if not failed."""
+    if account.expires_at <= timezone.now():
+        return False
+    retried = _set(
+        account.pk,
+        AccountStatus.FAILED,
+        status=AccountStatus.REQUESTED,
+        attempts=0,
+        next_attempt_at=None,
+        last_error="",
+    )
+    if retried:
+        enqueue_provision(account.pk)
+    return bool(retried)
+
+
+def resends_in_last_hour(account: Account, now: datetime) -> int:
+    """Count credentials messages of the last hour, not counting the very first one."""
+    messages = OutboundMessage.objects.filter(account=account, kind=OutboundKind.CREDENTIALS)
+    first = messages.order_by("created_at", "pk").values_list("pk", flat=True).first()
+    return messages.filter(created_at__gte=now - timedelta(hours=1)).exclude(pk=first).count()
+
+
+def request_resend(account: Account, *, by_admin: bool = False) -> bool:
+    """Queue a new password for an active account; False when rate-limited or not active.
+
+    Students get RESEND_LIMIT_PER_HOUR resends an hour; admins are not limited by that. A
+    resend already on its way counts as granted (one new password, not two). Coder's own limit
+    of 60 password changes a minute is met with backoff in `resend`.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        locked = (
+            Account.objects.select_for_update()
+            .filter(pk=account.pk, status=AccountStatus.ACTIVE)
+            .first()
+        )
+        if locked is None or locked.deletion_requested_at:
+            return False
+        if locked.next_attempt_at is not None:
+            return True
+        if not by_admin and resends_in_last_hour(locked, now) >= settings.RESEND_LIMIT_PER_HOUR:
+            logger.info("account %s: resend rate-limited", account.pk)
+            return False
+        _set(
+            account.pk,
+            next_attempt_at=now,
+            last_resent_at=now,
+            resend_count=F("resend_count") + 1,
+        )
+        _enqueue(RESEND_TASK, account.pk)
+    return True
+
+
+def _claim_resend(account_id: int, now: datetime) -> bool:
+    leased = Account.objects.filter(
+        pk=account_id,
+        status=AccountStatus.ACTIVE,
+        deletion_requested_at__isnull=True,
+        next_attempt_at__lte=now,
+    ).update(next_attempt_at=now + timedelta(seconds=settings.STALE_AFTER_SECONDS))
+    return leased == 1
+
+
+def resend(account_id: int) -> None:
+    """Set a new password in Coder and text it (task body); also the recovery of a lost SMS."""
+    now = timezone.now()
+    if not _claim_resend(account_id, now):
+        return
+    account = Account.objects.select_related("session").get(pk=account_id)
+    since = account.last_resent_at or account.provisioned_at or account.created_at
+    if now - since > RESEND_GIVE_UP_AFTER:
+        _set(account.pk, next_attempt_at=None, last_error="Gave up sending a new password.")
+        return
+    password = credentials.generate_password()
+    try:
+        _with_inline_retries(
+            lambda: get_client().set_password(
+                account.coder_user_id or account.coder_username, password
+            )
+        )
+    except (CoderError, CoderNotConfigured) as exc:
+        _resend_failed(account, exc, now)
+        return
+    # Recovery of a first SMS that never went out is still the student's first message.
+    if account.credentials_sent_at is None:
+        body = texts.credentials_text(account, password)
+    else:
+        body = texts.resend_text(account, password)
+    _send_password(account, password, body)
+
+
+def _resend_failed(account: Account, exc: Exception, now: datetime) -> None:
+    retryable = isinstance(exc, CoderNotConfigured) or (
+        isinstance(exc, CoderError) and exc.retryable
+    )
+    retry_at = None
+    if retryable:
+        delay = backoff(1)
+        if isinstance(exc, CoderError) and exc.retry_after:
+            delay = max(delay, timedelta(seconds=exc.retry_after))
+        retry_at = now + delay
+    logger.warning("account %s: new password not set in Coder: %s", account.pk, exc)
+    _set(account.pk, next_attempt_at=retry_at, last_error=f"New password not set: {exc}"[:1000])
+
+
+def redrive_stale(now: datetime) -> int:
+    """Re-enqueue provisioning and credentials (re)sends that are due or stuck; count them."""
+    stale = now - timedelta(seconds=settings.STALE_AFTER_SECONDS)
+    lease = now + timedelta(seconds=settings.STALE_AFTER_SECONDS)
+    # A worker killed mid-task leaves the row in provisioning: hand it back to requested.
+    Account.objects.filter(status=AccountStatus.PROVISIONING, status_changed_at__lte=stale).update(
+        status=AccountStatus.REQUESTED, status_changed_at=now, next_attempt_at=now
+    )
+    live = Q(deletion_requested_at__isnull=True, expires_at__gt=now)
+    due = Q(next_attempt_at__lte=now) | Q(
+        next_attempt_at__isnull=True, status_changed_at__lte=stale
+    )
+    count = 0
+    requested = Account.objects.filter(live, due, status=AccountStatus.REQUESTED)
+    for pk, when in requested.values_list("pk", "next_attempt_at")[:500]:
+        # Lease the row until the next sweep so that two sweeps never enqueue it twice.
+        leased = Account.objects.filter(
+            pk=pk, status=AccountStatus.REQUESTED, next_attempt_at=when
+        ).update(next_attempt_at=lease)
+        if leased:
+            enqueue_provision(pk)
+            count += 1
+    # The resend task leases the row itself when it claims it (see _claim_resend).
+    resends = Account.objects.filter(live, status=AccountStatus.ACTIVE, next_attempt_at__lte=now)
+    for pk in resends.values_list("pk", flat=True)[:500]:
+        _enqueue(RESEND_TASK, pk)
+        count += 1
+    return count

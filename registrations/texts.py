@@ -1,0 +1,241 @@
+"""Every SMS the app sends, GSM-7 segment counting, and per-session overrides of the texts.
+
+A GSM-7 segment holds 160 characters; one non-GSM character (an emoji, a curly quote) switches
+the whole message to UCS-2 and 70 characters a segment, so the defaults stay plain ASCII.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+import zoneinfo
+from datetime import datetime
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from registrations.models import Account, Session
+
+# GSM 03.38 default alphabet (ESC excluded) and its extension table (two septets each).
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
+GSM7_SINGLE, GSM7_PART = 160, 153
+UCS2_SINGLE, UCS2_PART = 70, 67
+# Twilio refuses bodies longer than this.
+MAX_BODY_LENGTH = 1600
+
+CREDENTIALS_PLACEHOLDERS = ("url", "username", "password", "expires")
+CREDENTIALS_REQUIRED = ("username", "password")
+WARNING_PLACEHOLDERS = ("url", "username", "expires", "minutes")
+
+# Fullest first; the first that fits one segment is sent (a long Coder URL needs the terse one).
+CREDENTIALS_DEFAULTS = (
+    "Your Coder account is ready.\n{url}\nUsername: {username}\nPassword: {password}\n"
+    "Expires {expires}",
+    "{url}\nUsername: {username}\nPassword: {password}\nExpires {expires}",
+    "{url}\nUser {username}\nPass {password}\nExp {expires}",
+)
+RESEND_DEFAULTS = (
+    "New password for your Coder account.\n{url}\nUsername: {username}\nPassword: {password}\n"
+    "Expires {expires}",
+    "New password:\n{url}\nUsername: {username}\nPassword: {password}\nExpires {expires}",
+    *CREDENTIALS_DEFAULTS[1:],
+)
+WARNING_DEFAULTS = (
+    "Your Coder account {username} will be deleted in {minutes} min ({expires}). "
+    "Save your work somewhere else now.",
+    "Your Coder account will be deleted in {minutes} min. Save your work now.",
+)
+FAILURE_TEXT = "Sorry, we could not set up your Coder account. Your instructor has been told."
+DELETED_TEXT = "Your Coder account {username} has been deleted. Thanks for taking part!"
+TEST_TEXT = 'Test message from classroom-sms for "{phrase}". No reply needed.'
+
+
+def is_gsm7(text: str) -> bool:
+    """Say whether the text can be sent in the GSM-7 alphabet."""
+    return all(c in GSM7_BASIC or c in GSM7_EXTENDED for c in text)
+
+
+def segments(text: str) -> int:
+    """Count the SMS segments the text needs, as carriers split it."""
+    if is_gsm7(text):
+        return _count_parts([2 if c in GSM7_EXTENDED else 1 for c in text], GSM7_SINGLE, GSM7_PART)
+    # UCS-2 counts UTF-16 code units; a surrogate pair is never split across segments.
+    return _count_parts([len(c.encode("utf-16-le")) // 2 for c in text], UCS2_SINGLE, UCS2_PART)
+
+
+def _count_parts(units: list[int], single: int, part: int) -> int:
+    if sum(units) <= single:
+        return 1
+    count, used = 1, 0
+    for size in units:
+        if used + size > part:
+            count, used = count + 1, 0
+        used += size
+    return count
+
+
+def format_expiry(moment: datetime, time_zone: str) -> str:
+    """Format an expiry compactly in the session's time zone, e.g. "Tue Mar 5 14:30 EST"."""
+    try:
+        zone = zoneinfo.ZoneInfo(time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    local = moment.astimezone(zone)
+    return f"{local:%a %b} {local.day} {local:%H:%M %Z}"
+
+
+def coder_url() -> str:
+    return settings.CODER_URL
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    return template.format_map(values)
+
+
+def _first_fitting(templates: tuple[str, ...], values: dict[str, str]) -> str:
+    """Fill the fullest template that fits one segment, else the last (tersest) one."""
+    for template in templates:
+        text = _fill(template, values)
+        if segments(text) == 1:
+            return text
+    return _fill(templates[-1], values)
+
+
+def _render(
+    override: str, allowed: tuple[str, ...], defaults: tuple[str, ...], values: dict[str, str]
+) -> str:
+    """Fill a session's override when it is valid, else the best-fitting default."""
+    if override.strip() and not placeholder_problems(override, allowed):
+        return _fill(override.strip(), values)
+    return _first_fitting(defaults, values)
+
+
+def _account_values(account: Account) -> dict[str, str]:
+    return {
+        "url": coder_url(),
+        "username": account.coder_username,
+        "expires": format_expiry(account.expires_at, account.session.time_zone),
+    }
+
+
+def credentials_text(account: Account, password: str) -> str:
+    """Return the first SMS a student gets: Coder URL, username, password, expiry."""
+    values = {**_account_values(account), "password": password}
+    override = account.session.credentials_message
+    return _render(override, CREDENTIALS_PLACEHOLDERS, CREDENTIALS_DEFAULTS, values)
+
+
+def resend_text(account: Account, password: str) -> str:
+    """Return the SMS carrying a new password (repeat text, RESEND, admin action, recovery)."""
+    values = {**_account_values(account), "password": password}
+    override = account.session.credentials_message
+    return _render(override, CREDENTIALS_PLACEHOLDERS, RESEND_DEFAULTS, values)
+
+
+def failure_text(account: Account) -> str:
+    """Return the SMS telling a student their account could not be created."""
+    return FAILURE_TEXT
+
+
+def minutes_left(account: Account, now: datetime | None = None) -> int:
+    seconds = (account.expires_at - (now or timezone.now())).total_seconds()
+    return max(1, math.ceil(seconds / 60))
+
+
+def warning_text(account: Account, now: datetime | None = None) -> str:
+    """Return the SMS warning a student that their account is about to be deleted."""
+    values = {**_account_values(account), "minutes": str(minutes_left(account, now))}
+    override = account.session.warning_message
+    return _render(override, WARNING_PLACEHOLDERS, WARNING_DEFAULTS, values)
+
+
+def deleted_text(account: Account) -> str:
+    """Return the SMS confirming that a student's account is gone."""
+    return _fill(DELETED_TEXT, {"username": account.coder_username or "account"})
+
+
+def test_text(session: Session) -> str:
+    """Return the test SMS an instructor sends from the session page."""
+    return _fill(TEST_TEXT, {"phrase": session.phrase})
+
+
+def _describe(names: tuple[str, ...]) -> str:
+    return ", ".join("{" + name + "}" for name in names)
+
+
+def placeholder_problems(template: str, allowed: tuple[str, ...]) -> list[str]:
+    """List what is wrong with the placeholders of an override (empty when it is fine)."""
+    try:
+        fields = [
+            (name, spec, conversion)
+            for _, name, spec, conversion in string.Formatter().parse(template)
+            if name is not None
+        ]
+    except ValueError:
+        return ['Unmatched "{" or "}". Write {{ or }} for a literal brace.']
+    problems = []
+    for name, spec, conversion in fields:
+        if name == "":
+            problems.append("Empty placeholder {}. Write {{}} for literal braces.")
+        elif name not in allowed and not spec and not conversion and name.isidentifier():
+            problems.append(f"Unknown placeholder {{{name}}}. Use only {_describe(allowed)}.")
+        elif name not in allowed or spec or conversion:
+            problems.append(
+                f"Placeholders take no attributes, indexes or formats: {{{name}}} is not "
+                f"allowed. Use only {_describe(allowed)}."
+            )
+    return list(dict.fromkeys(problems))
+
+
+def _sample(allowed: tuple[str, ...]) -> dict[str, str]:
+    sample = {
+        "url": coder_url() or "https://coder.example.edu",
+        "username": "cs-" + "x" * 6,
+        "password": "xxxx-xxxx-xxxx",
+        "expires": "Wed Sep 30 23:59 AEST",
+        "minutes": "999",
+    }
+    return {name: sample[name] for name in allowed}
+
+
+def override_problems(
+    template: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()
+) -> list[str]:
+    """List what is wrong with an override text: placeholders, required ones, length."""
+    if not template.strip():
+        return []
+    problems = placeholder_problems(template, allowed)
+    if problems:
+        return problems
+    names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    missing = [name for name in required if name not in names]
+    if missing:
+        problems.append(
+            f"The message must contain {_describe(tuple(missing))}, or students cannot log in."
+        )
+    if len(_fill(template.strip(), _sample(allowed))) > MAX_BODY_LENGTH:
+        problems.append(f"The message is too long: at most {MAX_BODY_LENGTH} characters filled in.")
+    return problems
+
+
+def session_override_errors(session: Session) -> dict[str, list[str]]:
+    """Return the override problems of a session by field, for Session.clean()."""
+    checks = {
+        "credentials_message": override_problems(
+            session.credentials_message or "", CREDENTIALS_PLACEHOLDERS, CREDENTIALS_REQUIRED
+        ),
+        "warning_message": override_problems(session.warning_message or "", WARNING_PLACEHOLDERS),
+    }
+    return {field: problems for field, problems in checks.items() if problems}
+
+
+def validate_session_overrides(session: Session) -> None:
+    """Raise ValidationError naming each override field whose text is unusable."""
+    errors = session_override_errors(session)
+    if errors:
+        raise ValidationError(errors)

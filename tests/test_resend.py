@@ -1,0 +1,137 @@
+"""Resending credentials: a new password is set in Coder and texted, within a rate limit."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from registrations import provisioning
+from registrations.models import Account, AccountStatus, OutboundKind, OutboundMessage
+from tests.conftest import STUDENT_PHONE
+
+DOMAIN = "classroom-sms.invalid"
+CREDENTIALS = re.compile(r"Username: (?P<username>\S+)\nPassword: (?P<password>\S+)")
+
+
+@pytest.fixture
+def services(fake_coder, fake_twilio, settings):
+    settings.CODER_EMAIL_DOMAIN = DOMAIN
+    settings.RESEND_LIMIT_PER_HOUR = 2
+    return fake_coder, fake_twilio
+
+
+@pytest.fixture
+def run_tasks(sync_tasks, django_capture_on_commit_callbacks):
+    def run(call, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return call(*args, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def active(open_session, services) -> Account:
+    account = Account.objects.create(
+        session=open_session, phone=STUDENT_PHONE, expires_at=open_session.expires_at
+    )
+    provisioning.provision(account.pk)
+    account.refresh_from_db()
+    assert account.status == AccountStatus.ACTIVE
+    return account
+
+
+def texts_to_student(fake_twilio) -> list[str]:
+    return [m["body"] for m in fake_twilio.messages_to(STUDENT_PHONE)]
+
+
+def password_in(body: str) -> str:
+    return CREDENTIALS.search(body)["password"]
+
+
+def test_resend_sets_a_new_password_in_coder_and_texts_it(active, services, run_tasks):
+    fake_coder, fake_twilio = services
+    old_password = password_in(texts_to_student(fake_twilio)[0])
+    assert run_tasks(provisioning.request_resend, active)
+    body = texts_to_student(fake_twilio)[-1]
+    assert body.startswith("New password for your Coder account.")
+    new_password = password_in(body)
+    [put] = fake_coder.requests("PUT", f"/api/v2/users/{active.coder_user_id}/password")
+    assert put.body == {"password": new_password}
+    assert fake_coder.login(active.coder_username, new_password)
+    assert not fake_coder.login(active.coder_username, old_password)
+    active.refresh_from_db()
+    assert (active.resend_count, active.next_attempt_at) == (1, None)
+    assert active.last_resent_at is not None
+
+
+def test_resend_is_rate_limited_per_account(active, services, run_tasks):
+    _, fake_twilio = services
+    assert run_tasks(provisioning.request_resend, active)
+    assert run_tasks(provisioning.request_resend, active)
+    assert not run_tasks(provisioning.request_resend, active)
+    assert len(texts_to_student(fake_twilio)) == 3  # the first SMS and two resends
+    # An hour later the student may ask again.
+    OutboundMessage.objects.filter(kind=OutboundKind.CREDENTIALS).update(
+        created_at=timezone.now() - timedelta(minutes=61)
+    )
+    assert run_tasks(provisioning.request_resend, active)
+
+
+def test_admin_resend_is_not_limited_by_the_student_limit(active, services, run_tasks):
+    _, fake_twilio = services
+    for _ in range(3):
+        assert run_tasks(provisioning.request_resend, active, by_admin=True)
+    assert len(texts_to_student(fake_twilio)) == 4
+
+
+def test_a_resend_already_on_its_way_is_not_doubled(active, services, broker):
+    fake_coder, _ = services
+    assert provisioning.request_resend(active)
+    assert provisioning.request_resend(active)
+    active.refresh_from_db()
+    assert active.resend_count == 1
+
+
+def test_repeat_text_of_the_phrase_resends(open_session, send_sms, services, run_tasks):
+    fake_coder, fake_twilio = services
+    run_tasks(send_sms, "python lab 3")
+    run_tasks(send_sms, "python lab 3")
+    first, second = texts_to_student(fake_twilio)
+    account = Account.objects.get()
+    assert account.resend_count == 1
+    assert fake_coder.login(account.coder_username, password_in(second))
+    assert not fake_coder.login(account.coder_username, password_in(first))
+
+
+def test_resend_keyword_resends(open_session, send_sms, services, run_tasks):
+    fake_coder, fake_twilio = services
+    run_tasks(send_sms, "python lab 3")
+    run_tasks(send_sms, "RESEND")
+    account = Account.objects.get()
+    assert fake_coder.login(account.coder_username, password_in(texts_to_student(fake_twilio)[-1]))
+    assert len(texts_to_student(fake_twilio)) == 2
+
+
+def test_coder_rate_limit_delays_the_resend_until_the_sweep(active, services, run_tasks):
+    fake_coder, fake_twilio = services
+    fake_coder.fail_next(1, 429, method="PUT", retry_after=30)
+    assert run_tasks(provisioning.request_resend, active)
+    active.refresh_from_db()
+    assert active.next_attempt_at > timezone.now() + timedelta(seconds=25)
+    assert "429" in active.last_error
+    assert len(texts_to_student(fake_twilio)) == 1
+
+    Account.objects.filter(pk=active.pk).update(next_attempt_at=timezone.now())
+    assert run_tasks(provisioning.redrive_stale, timezone.now()) == 1
+    body = texts_to_student(fake_twilio)[-1]
+    assert fake_coder.login(active.coder_username, password_in(body))
+    active.refresh_from_db()
+    assert (active.next_attempt_at, active.last_error) == (None, "")
+
+
+def test_only_active_accounts_can_resend(active, services):
+    Account.objects.filter(pk=active.pk).update(status=AccountStatus.SUSPENDING)
+    assert not provisioning.request_resend(active)
