@@ -1,0 +1,341 @@
+"""The session page and its actions: enrollment now, extend, end now, invite, test message."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.views.decorators.http import require_POST
+
+from registrations import cleanup, enrollment, sms, texts
+from registrations.admin.common import integration_warnings, scoped_object
+from registrations.admin.dashboard import dashboard_figures
+from registrations.admin.joincard import join_card
+from registrations.admin.preview import PREVIEW_KINDS, preview_message
+from registrations.admin.roster import accounts_to_delete, roster_rows, session_counts
+from registrations.models import (
+    AccountSource,
+    InboundOutcome,
+    OutboundKind,
+    OutboundStatus,
+    Session,
+    SessionState,
+)
+from registrations.phones import mask_phone, normalize_phone
+from registrations.sessions_service import (
+    close_enrollment_now,
+    open_enrollment_now,
+    validation_text,
+)
+
+MAX_INVITES = 500
+MAX_EXTEND_MINUTES = 7 * 24 * 60
+_SEPARATORS = re.compile(r"[\n,;]+")
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """Return "1 account" / "3 accounts"."""
+    return f"{count} {singular if count == 1 else (plural or singular + 's')}"
+
+
+def local_time(moment: Any) -> str:
+    return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+
+
+class ExtendForm(forms.Form):
+    minutes = forms.IntegerField(min_value=1, max_value=MAX_EXTEND_MINUTES, initial=30)
+
+
+class InviteForm(forms.Form):
+    phones = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 12, "cols": 40}),
+        max_length=MAX_INVITES * 40,
+        label="Phone numbers",
+        help_text="One per line, or separated by commas. Numbers without a country code are "
+        "read as local numbers of the default region.",
+    )
+
+    def clean_phones(self) -> list[str]:
+        items = [item.strip() for item in _SEPARATORS.split(self.cleaned_data["phones"])]
+        items = [item for item in items if item]
+        if len(items) > MAX_INVITES:
+            raise forms.ValidationError(f"At most {MAX_INVITES} numbers at a time.")
+        return items
+
+
+class TestMessageForm(forms.Form):
+    phone = forms.CharField(max_length=32, label="Send to")
+    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), max_length=320)
+
+    def clean_phone(self) -> str:
+        phone = normalize_phone(self.cleaned_data["phone"])
+        if not phone:
+            raise forms.ValidationError("This is not a valid phone number.")
+        return phone
+
+
+class SessionPageMixin:
+    """Views of the session page; mixed into SessionAdmin (a ScopedAdmin)."""
+
+    def page_url(self, session: Session) -> str:
+        return reverse("admin:registrations_session_page", args=[session.pk])
+
+    def page_context(self, request: HttpRequest, session: Session, **extra: Any) -> dict:
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "session": session,
+            "title": str(session),
+            "has_change_permission": self.has_change_permission(request, session),
+            **extra,
+        }
+
+    def session_page(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        session = scoped_object(self, request, object_id, "view")
+        context = self.page_context(
+            request,
+            session,
+            card=join_card(session),
+            warnings=integration_warnings(),
+            **self.roster_context(session),
+        )
+        return TemplateResponse(request, "registrations/session_page.html", context)
+
+    def roster_context(self, session: Session) -> dict:
+        return {
+            "state": session.state,
+            "counts": session_counts(session),
+            "rows": roster_rows(session),
+            "updated_at": timezone.now(),
+        }
+
+    def roster_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The roster and counts alone, fetched every few seconds by the session page."""
+        session = scoped_object(self, request, object_id, "view")
+        context = self.page_context(request, session, **self.roster_context(session))
+        return TemplateResponse(request, "registrations/_roster.html", context)
+
+    def enrollment_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        session = scoped_object(self, request, object_id, "change")
+        action = request.POST.get("action")
+        try:
+            if action == "open":
+                open_enrollment_now(session)
+                text = f"Enrollment in “{session}” is open until {local_time(session.closes_at)}."
+            elif action == "close":
+                close_enrollment_now(session)
+                text = f"Enrollment in “{session}” is closed."
+            else:
+                raise ValidationError("Choose to open or close enrollment.")
+        except ValidationError as exc:
+            messages.error(request, validation_text(exc))
+        else:
+            self.log_change(request, session, text)
+            messages.success(request, text)
+        return HttpResponseRedirect(self.page_url(session))
+
+    def extend_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        session = scoped_object(self, request, object_id, "change")
+        form = ExtendForm(request.POST)
+        if session.state == SessionState.ENDED:
+            messages.error(request, f"“{session}” has ended; it cannot be extended.")
+        elif not form.is_valid():
+            messages.error(
+                request, f"Extend by 1 to {MAX_EXTEND_MINUTES} minutes (a whole number)."
+            )
+        else:
+            self.extend(request, session, form.cleaned_data["minutes"])
+        return HttpResponseRedirect(self.page_url(session))
+
+    def extend(self, request: HttpRequest, session: Session, minutes: int) -> None:
+        try:
+            cleanup.extend_session(session, minutes)
+        except ValidationError as exc:
+            messages.error(request, validation_text(exc))
+            return
+        session.refresh_from_db()
+        text = (
+            f"Extended “{session}” by {counted(minutes, 'minute')}: accounts now expire "
+            f"at {local_time(session.expires_at)}."
+        )
+        self.log_change(request, session, text)
+        messages.success(request, text)
+
+    def end_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Confirm, then end the session now: every account goes to the deletion pipeline."""
+        session = scoped_object(self, request, object_id, "change")
+        if request.method == "POST" and request.POST.get("confirm") == "yes":
+            count = self.end_session(request, session)
+            if count is None:
+                messages.warning(request, f"“{session}” had already ended.")
+            else:
+                messages.success(
+                    request,
+                    f"Ended “{session}”: {counted(count, 'account')} being deleted from Coder.",
+                )
+            return HttpResponseRedirect(self.page_url(session))
+        context = self.page_context(
+            request,
+            session,
+            title=f"End “{session}” now?",
+            sessions=[session],
+            to_delete=list(accounts_to_delete(session)),
+        )
+        return TemplateResponse(request, "registrations/confirm_end.html", context)
+
+    def end_session(self, request: HttpRequest, session: Session) -> int | None:
+        """End one session and log it; return how many accounts go, None if it had ended."""
+        if session.state == SessionState.ENDED:
+            return None
+        count = cleanup.end_session(session)
+        self.log_change(
+            request, session, f"Ended the session now: {counted(count, 'account')} to delete."
+        )
+        return count
+
+    def invite_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Enroll pasted phone numbers as if each had texted the phrase."""
+        session = scoped_object(self, request, object_id, "change")
+        form = InviteForm(request.POST or None)
+        if session.state == SessionState.ENDED:
+            messages.error(request, f"“{session}” has ended; nobody can be invited any more.")
+            return HttpResponseRedirect(self.page_url(session))
+        if request.method == "POST" and form.is_valid():
+            text = self.invite(session, form.cleaned_data["phones"])
+            self.log_change(request, session, text)
+            messages.success(request, text)
+            return HttpResponseRedirect(self.page_url(session))
+        context = self.page_context(request, session, title=f"Invite to “{session}”", form=form)
+        return TemplateResponse(request, "registrations/invite.html", context)
+
+    def invite(self, session: Session, items: list[str]) -> str:
+        """Enroll each readable number once; say how many were new, repeats, refused, unreadable."""
+        phones, unreadable = [], []
+        for position, item in enumerate(items, start=1):
+            phone = normalize_phone(item)
+            if phone is None:
+                unreadable.append(str(position))
+            elif phone not in phones:
+                phones.append(phone)
+        outcomes = [enrollment.enroll(session, p, source=AccountSource.INVITE) for p in phones]
+        created = sum(1 for result in outcomes if result.created)
+        full = sum(1 for result in outcomes if result.outcome == InboundOutcome.FULL)
+        parts = [f"{counted(created, 'new account')} being created"]
+        if repeats := len(outcomes) - created - full:
+            parts.append(f"{counted(repeats, 'number')} already enrolled")
+        if full:
+            parts.append(f"{counted(full, 'number')} turned away (the session is full)")
+        if unreadable:
+            parts.append(
+                f"{counted(len(unreadable), 'entry', 'entries')} not a phone number "
+                f"(#{', #'.join(unreadable)})"
+            )
+        return f"Invited {counted(len(phones), 'phone number')} to “{session}”: {'; '.join(parts)}."
+
+    def test_message_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        session = scoped_object(self, request, object_id, "change")
+        form = TestMessageForm(request.POST or None, initial={"body": texts.test_text(session)})
+        if request.method == "POST" and form.is_valid():
+            phone, body = form.cleaned_data["phone"], form.cleaned_data["body"]
+            message = sms.queue_sms(phone=phone, kind=OutboundKind.TEST, body=body, session=session)
+            if message is None or message.status == OutboundStatus.OPTED_OUT:
+                messages.warning(
+                    request, f"Not sent: {mask_phone(phone)} has opted out (texted STOP)."
+                )
+            else:
+                text = (
+                    f"Test message to {mask_phone(phone)} queued "
+                    f"({counted(texts.segments(body), 'segment')})."
+                )
+                self.log_change(request, session, text)
+                messages.success(request, text)
+                for warning in integration_warnings()[:1]:
+                    messages.warning(request, warning)
+            return HttpResponseRedirect(self.page_url(session))
+        context = self.page_context(
+            request, session, title=f"Send a test message for “{session}”", form=form
+        )
+        return TemplateResponse(request, "registrations/test_message.html", context)
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Dashboard",
+            "warnings": integration_warnings(),
+            **dashboard_figures(request.user, timezone.now()),
+        }
+        return TemplateResponse(request, "registrations/dashboard.html", context)
+
+    def preview_view(self, request: HttpRequest) -> JsonResponse:
+        """Render a message override as the SMS a student would get (staff-only JSON)."""
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            raise PermissionDenied
+        kind = request.POST.get("kind", "")
+        if kind not in PREVIEW_KINDS:
+            return JsonResponse(
+                {"error": f"kind must be one of {', '.join(PREVIEW_KINDS)}"}, status=400
+            )
+        try:
+            warn_minutes = int(request.POST.get("warn_minutes") or 10)
+        except ValueError:
+            warn_minutes = 10
+        warn_minutes = min(max(warn_minutes, 1), MAX_EXTEND_MINUTES)
+        preview = preview_message(
+            kind,
+            request.POST.get("text", "")[:2000],
+            request.POST.get("time_zone", ""),
+            warn_minutes,
+        )
+        return JsonResponse(preview)
+
+    def page_urls(self) -> list:
+        # admin_view adds the staff login check, CSRF protection and never_cache.
+        wrap = self.admin_site.admin_view
+        return [
+            path("dashboard/", wrap(self.dashboard_view), name="registrations_session_dashboard"),
+            path(
+                "preview-message/",
+                wrap(require_POST(self.preview_view)),
+                name="registrations_session_preview",
+            ),
+            path(
+                "<path:object_id>/page/", wrap(self.session_page), name="registrations_session_page"
+            ),
+            path(
+                "<path:object_id>/roster/",
+                wrap(self.roster_view),
+                name="registrations_session_roster",
+            ),
+            path(
+                "<path:object_id>/enrollment/",
+                wrap(require_POST(self.enrollment_view)),
+                name="registrations_session_enrollment",
+            ),
+            path(
+                "<path:object_id>/extend/",
+                wrap(require_POST(self.extend_view)),
+                name="registrations_session_extend",
+            ),
+            path("<path:object_id>/end/", wrap(self.end_view), name="registrations_session_end"),
+            path(
+                "<path:object_id>/invite/",
+                wrap(self.invite_view),
+                name="registrations_session_invite",
+            ),
+            path(
+                "<path:object_id>/test-message/",
+                wrap(self.test_message_view),
+                name="registrations_session_test_message",
+            ),
+        ]

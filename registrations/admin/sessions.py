@@ -1,0 +1,193 @@
+"""Session admin: list, create/change form with defaults and previews, bulk end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from registrations.admin.common import integration_warnings
+from registrations.admin.roster import accounts_to_delete, still_in_coder
+from registrations.admin.scoping import ScopedAdmin
+from registrations.admin.session_form import SessionForm, template_field, time_zone_field
+from registrations.admin.session_page import SessionPageMixin, counted
+from registrations.models import Account, Session, SessionState
+from registrations.sessions_service import default_times
+
+
+class StateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return SessionState.choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Session]) -> QuerySet[Session]:
+        now = timezone.now()
+        live = Q(ended_at__isnull=True, expires_at__gt=now)
+        conditions = {
+            SessionState.SCHEDULED: live & Q(opens_at__gt=now),
+            SessionState.OPEN: live & Q(opens_at__lte=now, closes_at__gt=now),
+            SessionState.CLOSED: live & Q(closes_at__lte=now),
+            SessionState.ENDED: ~live,
+        }
+        condition = conditions.get(self.value())
+        return queryset if condition is None else queryset.filter(condition)
+
+
+def live_account_blockers(accounts: QuerySet[Account]) -> list[str]:
+    """Explain which sessions cannot be deleted because Coder may still hold their accounts."""
+    blocked = (
+        still_in_coder(accounts)
+        .values("session__pk", "session__phrase")
+        .annotate(n=Count("pk"))
+        .order_by("session__pk")
+    )
+    return [
+        f"Session “{row['session__phrase']}” (#{row['session__pk']}) still has "
+        f"{counted(row['n'], 'account')} in Coder: end it and wait for the deletions first."
+        for row in blocked
+    ]
+
+
+@admin.register(Session)
+class SessionAdmin(SessionPageMixin, ScopedAdmin):
+    classroom_paths = ("classroom",)
+    form = SessionForm
+    list_display = (
+        "phrase",
+        "classroom",
+        "state_label",
+        "opens_at",
+        "closes_at",
+        "expires_at",
+        "joined",
+        "page_link",
+    )
+    list_filter = (StateFilter, ("classroom", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("phrase", "classroom__name")
+    date_hierarchy = "opens_at"
+    actions = ["end_sessions"]
+    fieldsets = (
+        (None, {"fields": ("classroom", "phrase", "inbound_number")}),
+        (
+            "When",
+            {
+                "fields": ("opens_at", "closes_at", "expires_at", "time_zone", "warn_minutes"),
+                "description": "Students can text the phrase between the opening and the close "
+                "of enrollment. Their accounts and workspaces are deleted at expiry.",
+            },
+        ),
+        ("Accounts", {"fields": ("capacity", "coder_template")}),
+        (
+            "Messages",
+            {
+                "fields": ("credentials_message", "warning_message"),
+                "description": "Optional: leave blank to send the default texts. A preview "
+                "shows the SMS as a student would get it, and how many segments it takes.",
+            },
+        ),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Session]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("classroom")
+            .annotate(account_total=Count("accounts"))
+        )
+
+    @admin.display(description="state")
+    def state_label(self, obj: Session) -> str:
+        return obj.state.label
+
+    @admin.display(description="joined", ordering="account_total")
+    def joined(self, obj: Session) -> str:
+        return f"{obj.account_total} / {obj.capacity}"
+
+    @admin.display(description="")
+    def page_link(self, obj: Session) -> str:
+        return format_html('<a href="{}">Session page</a>', self.page_url(obj))
+
+    def get_urls(self) -> list:
+        return self.page_urls() + super().get_urls()
+
+    def get_form(self, request: HttpRequest, obj: Session | None = None, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, **kwargs)
+        if "coder_template" in form.base_fields:
+            form.base_fields["coder_template"] = template_field(obj.coder_template if obj else "")
+        if "time_zone" in form.base_fields:
+            form.base_fields["time_zone"] = time_zone_field(obj.time_zone if obj else "")
+        return form
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """Opens now, closes after the default window, expires after the default lifetime."""
+        times = default_times(opens_at=timezone.now().replace(second=0, microsecond=0))
+        initial = {
+            "opens_at": times.opens_at,
+            "closes_at": times.closes_at,
+            "expires_at": times.expires_at,
+            **super().get_changeform_initial_data(request),
+        }
+        classrooms = self.formfield_for_foreignkey(
+            Session._meta.get_field("classroom"), request
+        ).queryset
+        if "classroom" not in initial and classrooms.count() == 1:
+            initial["classroom"] = classrooms.get().pk
+        return initial
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        extra_context = {**(extra_context or {}), "integration_warnings": integration_warnings()}
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def response_add(
+        self, request: HttpRequest, obj: Session, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        """After creating a session, show its page (the join card) unless asked otherwise."""
+        if any(key in request.POST for key in ("_continue", "_addanother", "_popup")):
+            return super().response_add(request, obj, post_url_continue)
+        messages.success(request, f"Created “{obj}”. Project this page so students can join.")
+        return HttpResponseRedirect(self.page_url(obj))
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple:
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        pks = [obj.pk for obj in objs]
+        blockers = live_account_blockers(Account.objects.filter(session__in=pks))
+        return deleted, counts, perms_needed, [*protected, *blockers]
+
+    @admin.action(
+        description="End selected sessions now (delete their accounts)", permissions=["change"]
+    )
+    def end_sessions(self, request: HttpRequest, queryset: QuerySet[Session]) -> Any:
+        sessions = list(queryset)
+        if request.POST.get("confirm") != "yes":
+            context = self.page_context(
+                request,
+                sessions[0],
+                title=f"End {counted(len(sessions), 'session')} now?",
+                sessions=sessions,
+                to_delete=[a for s in sessions for a in accounts_to_delete(s)],
+                bulk_action="end_sessions",
+            )
+            return TemplateResponse(request, "registrations/confirm_end.html", context)
+        results = [self.end_session(request, session) for session in sessions]
+        ended = [count for count in results if count is not None]
+        text = (
+            f"Ended {counted(len(ended), 'session')}: "
+            f"{counted(sum(ended), 'account')} being deleted from Coder."
+        )
+        if already := len(results) - len(ended):
+            text += f" {counted(already, 'session')} had already ended."
+        self.message_user(request, text, messages.SUCCESS)
+        return None

@@ -1,0 +1,27 @@
+"""Template tags of the admin index: integration warnings and the user's open sessions."""
+
+from __future__ import annotations
+
+from django import template
+from django.utils import timezone
+
+from registrations.admin.common import integration_warnings
+from registrations.admin.scoping import sessions_for
+
+register = template.Library()
+
+
+@register.inclusion_tag("registrations/_index_summary.html", takes_context=True)
+def classroom_summary(context: template.Context) -> dict:
+    """Show what is missing from the settings and the sessions open for this user right now."""
+    request = context["request"]
+    now = timezone.now()
+    open_now = sessions_for(request.user).filter(
+        opens_at__lte=now, closes_at__gt=now, expires_at__gt=now, ended_at__isnull=True
+    )
+    return {
+        "warnings": integration_warnings(),
+        "open_sessions": list(open_now.select_related("classroom")[:10]),
+        "can_view_sessions": request.user.has_perm("registrations.view_session"),
+        "can_add_session": request.user.has_perm("registrations.add_session"),
+    }
