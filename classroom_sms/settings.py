@@ -127,6 +127,12 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Admin login rate limit: this many failed logins per username and client address within the
+# window, then every login for that pair is refused until the window has passed.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_FAILURE_WINDOW_MINUTES = env.int("LOGIN_FAILURE_WINDOW_MINUTES", default=15)
+# Proxies in front of the app that append to X-Forwarded-For (0: use the socket's address).
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
 
 # Public URL Twilio calls; used for signature validation and status callbacks.
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
@@ -161,6 +167,12 @@ RESEND_LIMIT_PER_HOUR = env.int("RESEND_LIMIT_PER_HOUR", default=3)
 PROVISION_MAX_ATTEMPTS = env.int("PROVISION_MAX_ATTEMPTS", default=5)
 STALE_AFTER_SECONDS = env.int("STALE_AFTER_SECONDS", default=120)
 RETENTION_DAYS = env.int("RETENTION_DAYS", default=30)
+# Deletion pipeline: accounts each expire/sweep run hands to workers (each costs 2-3 Coder
+# requests, so two runs a minute stay well under Coder's 512 requests/minute), seconds between
+# looks at deleting workspaces, and failed delete builds retried before an admin must "orphan".
+CLEANUP_BATCH_SIZE = env.int("CLEANUP_BATCH_SIZE", default=80)
+CLEANUP_POLL_SECONDS = env.int("CLEANUP_POLL_SECONDS", default=15)
+WORKSPACE_DELETE_MAX_FAILURES = env.int("WORKSPACE_DELETE_MAX_FAILURES", default=3)
 
 # django-q2
 REDIS_URL = env.str("REDIS_URL", default="")
