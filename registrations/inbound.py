@@ -83,6 +83,7 @@ ONCE_PER_WINDOW = (
 # Twilio bodies are at most 1600 characters; anything longer is not an SMS we can match.
 MAX_BODY_LENGTH = 1600
 _SID = re.compile(r"^[A-Za-z0-9]{2,64}$")
+_SINGLE_FIELDS = ("MessageSid", "SmsMessageSid", "SmsSid", "From", "To", "Body")
 _BODY_FIELD_LENGTH = InboundMessage._meta.get_field("body").max_length
 _TO_FIELD_LENGTH = InboundMessage._meta.get_field("to_number").max_length
 
@@ -144,6 +145,10 @@ def twiml(reply: str | None) -> str:
 
 def parse(params: QueryDict) -> Message:
     """Read Twilio's form fields; raise MalformedInbound when there is no usable MessageSid."""
+    # Twilio sends each field once. Its signature covers repeated values in sorted order while
+    # Django reads the last one, so a repeat could be reordered without breaking the signature.
+    if any(len(params.getlist(name)) > 1 for name in _SINGLE_FIELDS):
+        raise MalformedInbound("Repeated message field.")
     sid = _clean(params.get("MessageSid") or params.get("SmsMessageSid") or params.get("SmsSid"))
     if not _SID.match(sid):
         raise MalformedInbound("Missing or malformed MessageSid.")

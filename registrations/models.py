@@ -116,7 +116,8 @@ class Session(models.Model):
             clash = self.clashing_session()
             if clash:
                 errors["phrase"] = (
-                    f"“{self.phrase}” is already the phrase of “{clash}” "
+                    # Not naming the clash's classroom: it may be another instructor's.
+                    f"“{self.phrase}” is already the phrase of another session "
                     f"(session #{clash.pk}), whose enrollment window "
                     f"({clash.opens_at:%Y-%m-%d %H:%M}–{clash.closes_at:%H:%M} UTC) "
                     "overlaps this one. Choose another phrase or other times."
@@ -409,3 +410,20 @@ class UsageStat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.metric}={self.count}"
+
+
+class LoginFailure(models.Model):
+    """A failed admin login, kept for the login rate-limit window (registrations.security).
+
+    The key is an HMAC of the username and client address: neither is stored, nor a password
+    typed into the username box by mistake.
+    """
+
+    key = models.CharField(max_length=64)
+    failed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["key", "failed_at"])]
+
+    def __str__(self) -> str:
+        return f"failed login at {self.failed_at:%Y-%m-%d %H:%M:%S}"

@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -68,6 +68,10 @@ _CALLBACK_RANK = {
     OutboundStatus.READ: 6,
 }
 _LONG_NUMBER = re.compile(r"\+?\d[\d ()-]{6,}\d")
+# What a Twilio message sid can be (it is stored in a 64-character column).
+_TWILIO_SID = re.compile(r"[A-Za-z0-9]{2,64}")
+# Error codes are stored in a 32-bit integer column.
+_MAX_ERROR_CODE = 2**31 - 1
 
 
 class Outcome(enum.Enum):
@@ -259,6 +263,7 @@ def _send(message: OutboundMessage, body: str, *, retry_allowed: bool) -> Outcom
         mask_phone(message.phone),
         created.sid,
     )
+    _forget_phone_if_purged(message.pk)
     return Outcome.SENT
 
 
@@ -335,6 +340,14 @@ def _finish(
         error_message=error_message[:255],
         next_attempt_at=None,
     )
+    _forget_phone_if_purged(message.pk)
+
+
+def _forget_phone_if_purged(pk: int) -> None:
+    """Drop the number of a finished message whose account was deleted meanwhile."""
+    # The goodbye SMS, or a warning still waiting when the account was purged, needed the
+    # number only until it was sent; cleanup could not purge it then.
+    OutboundMessage.objects.filter(pk=pk, account__purged_at__isnull=False).update(phone=None)
 
 
 def _update(pk: int, **changes: Any) -> int:
@@ -353,6 +366,8 @@ def record_status(public_id: str, params: Any) -> None:
     if message is None or status not in _CALLBACK_RANK:
         return
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
+    if sid and not _TWILIO_SID.fullmatch(sid):
+        return
     if message.twilio_sid and sid and sid != message.twilio_sid:
         return
     code = _int_or_none(params.get("ErrorCode"))
@@ -365,16 +380,22 @@ def record_status(public_id: str, params: Any) -> None:
     if sid and not message.twilio_sid:
         changes["twilio_sid"] = sid
     changes["updated_at"] = timezone.now()
-    OutboundMessage.objects.filter(pk=message.pk, status__in=lower).update(**changes)
+    try:
+        with transaction.atomic():
+            OutboundMessage.objects.filter(pk=message.pk, status__in=lower).update(**changes)
+    except IntegrityError:
+        # The sid belongs to another of our messages: not a callback about this one.
+        return
     if code == OPTED_OUT_CODE and message.phone:
         OptOut.objects.get_or_create(phone=message.phone)
 
 
 def _int_or_none(value: Any) -> int | None:
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         return None
+    return number if 0 <= number <= _MAX_ERROR_CODE else None
 
 
 def redrive_stale(now: datetime) -> int:

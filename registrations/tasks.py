@@ -3,7 +3,12 @@ admin) and returns nothing secret; the work lives in the workflow modules."""
 
 from __future__ import annotations
 
+import logging
+
 from registrations import cleanup, health, provisioning, sms
+from registrations.coder import CoderNotConfigured
+
+logger = logging.getLogger(__name__)
 
 
 def heartbeat() -> None:
@@ -40,7 +45,12 @@ def sweep() -> dict[str, int]:
 
 
 def reconcile() -> dict[str, int]:
-    return cleanup.reconcile()
+    try:
+        return cleanup.reconcile()
+    except CoderNotConfigured:
+        # Nothing can be in Coder that we did not put there; not worth a failed task every hour.
+        logger.info("reconcile skipped: Coder is not configured")
+        return {}
 
 
 def retention() -> dict[str, int]:

@@ -227,7 +227,7 @@ def _register_hypothesis_profiles() -> None:
         "print_blob": True,
     }
     hypothesis_settings.register_profile("dev", max_examples=200, **common)
-    hypothesis_settings.register_profile("ci", max_examples=1500, **common)
+    hypothesis_settings.register_profile("ci", max_examples=1000, **common)
     hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 

@@ -12,6 +12,7 @@ previous one stored. HYPOTHESIS_PROFILE picks the example count (tests/conftest.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -21,7 +22,7 @@ from urllib.parse import quote, urlencode
 import pytest
 from django.http import QueryDict
 from django.utils import timezone
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from registrations.models import (
@@ -56,7 +57,8 @@ VALID_PHONES = (
 )
 BODIES = (
     OPEN_PHRASE, "PYTHON LAB 3", "  Python   Lab 3!! ", "“python lab 3”", "python\u200blab 3",
-    "ｐｙｔｈｏｎ ｌａｂ ３", "python lab 3 please", "python lab", "python lab 33", *PHRASES_NOT_OPEN,
+    "ｐｙｔｈｏｎ ｌａｂ ３", "python lab 3 please", "python lab", "python lab 33",
+    *PHRASES_NOT_OPEN,
     "STOP", "start", "HELP", "info", "done", "RESEND", "", " ", "\x00", "<script>alert(1)</script>",
     "🐍🐍🐍", "مختبر بايثون", "\u202epython lab 3", "python lab 3\x00",
 )  # fmt: skip
@@ -68,7 +70,7 @@ bodies = st.one_of(
     st.text(alphabet=st.characters(categories=["Cf", "Zs", "Po", "Ps", "Pe", "So"]), max_size=40),
     st.builds(
         lambda ch, n: ch * n,
-        st.characters(),
+        st.characters(codec="utf-8"),
         st.sampled_from([159, 160, 161, 320, 321, 1599, 1600, 1601, 5000]),
     ),
 )
@@ -109,7 +111,8 @@ def reset() -> None:
 
 def timed_post(client, path: str, data: bytes, content_type: str, **headers):
     started = time.perf_counter()
-    response = client.post(path, data, content_type=content_type, **headers)
+    # generic() sends the bytes as they are, whatever charset the content type declares.
+    response = client.generic("POST", path, data, content_type=content_type, **headers)
     elapsed = time.perf_counter() - started
     assert elapsed < MAX_SECONDS, f"{elapsed:.2f} s"
     assert response.status_code < 500
@@ -220,21 +223,26 @@ raw_bodies = st.one_of(
         bodies,
     ),
     st.builds(
-        lambda body: ('{"MessageSid": "SM1", "From": "+14155550123", "Body": %s}'
-                      % repr(body)).encode("utf-8", "surrogatepass"),
+        lambda body: json.dumps(
+            {"MessageSid": "SM1", "From": "+14155550123", "Body": body}, ensure_ascii=False
+        ).encode(),
         bodies,
     ),
 )
 
 
 @given(raw=raw_bodies, content_type=st.sampled_from(CONTENT_TYPES), signed=st.booleans())
+@example(raw=b"&".join(b"f%d=1" % n for n in range(1001)), content_type=FORM, signed=False)
+@example(raw=b"MessageSid=SM1&Body=" + b"x" * 300_000, content_type=FORM, signed=False)
 def test_any_bytes_in_any_content_type_get_a_clear_answer(
     client, sessions, raw, content_type, signed
 ):
     reset()
-    # Signed over what Django would read as form fields, so the handler itself is reached too.
-    parsed = QueryDict(raw) if content_type.startswith(FORM) else QueryDict()
-    signature = sign(URL, parsed) if signed else "bm90IGEgc2lnbmF0dXJl"
+    if signed:
+        # Signed over what Django reads as form fields, so the handler itself is reached too.
+        signature = sign(URL, QueryDict(raw) if content_type.startswith(FORM) else QueryDict())
+    else:
+        signature = "bm90IGEgc2lnbmF0dXJl"
 
     response = timed_post(client, "/twilio/sms/", raw, content_type,
                           HTTP_X_TWILIO_SIGNATURE=signature)
@@ -297,48 +305,64 @@ def test_only_the_exact_signature_lets_a_phrase_through(client, sessions, forged
         assert not Account.objects.exists()
 
 
+OTHER_SID = "SM" + "f" * 32
+
+
 @pytest.fixture
 def outbound(sessions):
+    """A message being sent, and another one whose Twilio sid is already known."""
+    OutboundMessage.objects.create(
+        phone=VALID_PHONES[1], kind="test", body="hi", session=sessions, twilio_sid=OTHER_SID,
+        status=OutboundStatus.SENT,
+    )
     return OutboundMessage.objects.create(
-        phone=VALID_PHONES[0], kind="test", body="hello", session=sessions,
-        status=OutboundStatus.SENT, twilio_sid="SM" + "e" * 32,
+        phone=VALID_PHONES[0], kind="test", body="hello", session=sessions
     )
 
 
-callback_values = st.one_of(
-    st.sampled_from(["delivered", "sent", "undelivered", "failed", "read", "queued", "SENT",
-                     "21610", "30003", "-1", "1e9", "99999999999999999999", "0x10"]),
+callback_statuses = st.one_of(
+    st.sampled_from([s.value for s in OutboundStatus] + ["SENT", "receiving", ""]), st.text()
+)
+callback_codes = st.one_of(
+    st.sampled_from(["21610", "30003", "0", "-1", "1e9", "2147483648", "99999999999999999999"]),
     st.from_regex(r"-?[0-9]{1,25}", fullmatch=True),
-    st.text(max_size=80),
+    st.text(max_size=30),
+)
+callback_sids = st.one_of(
+    st.just(OTHER_SID),
+    st.builds(lambda: "SM" + uuid.uuid4().hex),
+    st.from_regex(r"[A-Za-z0-9]{0,90}", fullmatch=True),
+    st.text(max_size=90),
 )
 
 
 @given(
-    fields=st.dictionaries(
-        st.sampled_from(["MessageStatus", "SmsStatus", "ErrorCode", "MessageSid", "SmsSid",
-                         "ErrorMessage", "To", "From", "Other"]),
-        callback_values,
-        max_size=6,
+    status=callback_statuses,
+    optional=st.fixed_dictionaries(
+        {},
+        optional={"ErrorCode": callback_codes, "MessageSid": callback_sids,
+                  "SmsSid": callback_sids, "ErrorMessage": st.text(max_size=300),
+                  "To": phones},
     ),
-    use_own_id=st.booleans(),
-    own_sid=st.booleans(),
+    public_id=st.one_of(st.none(), st.text(max_size=40)),
 )
+@example(status="delivered", optional={"ErrorCode": "99999999999999999999"}, public_id=None)
+@example(status="delivered", optional={"MessageSid": "SM" + "a" * 80}, public_id=None)
+@example(status="delivered", optional={"MessageSid": "SM\x00a"}, public_id=None)
+@example(status="sent", optional={"MessageSid": OTHER_SID}, public_id=None)
 def test_signed_status_callbacks_always_get_200_and_keep_rows_valid(
-    client, outbound, fields, use_own_id, own_sid
+    client, outbound, status, optional, public_id
 ):
     OptOut.objects.all().delete()
     OutboundMessage.objects.filter(pk=outbound.pk).update(
         status=OutboundStatus.SENDING, twilio_sid=None, error_code=None
     )
-    if own_sid:
-        fields = {**fields, "MessageSid": "SM" + "e" * 32}
-    public_id = str(outbound.public_id) if use_own_id else fields.get("Other", "x")
-    path = "/twilio/status/?m=" + quote(public_id, safe="")
-    url = PUBLIC_BASE_URL + path
+    fields = {"MessageStatus": status, **optional}
+    path = "/twilio/status/?m=" + quote(public_id or str(outbound.public_id), safe="")
     raw = urlencode(fields).encode()
 
     response = timed_post(client, path, raw, FORM,
-                          HTTP_X_TWILIO_SIGNATURE=sign(url, QueryDict(raw)))
+                          HTTP_X_TWILIO_SIGNATURE=sign(PUBLIC_BASE_URL + path, QueryDict(raw)))
 
     assert response.status_code == 200
     assert_rows_valid()
