@@ -7,7 +7,9 @@ from django.core.checks import Warning, register
 
 
 def missing_twilio_settings() -> list[str]:
-    missing = [name for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN") if not getattr(settings, name)]
+    missing = [
+        name for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN") if not getattr(settings, name)
+    ]
     if not (settings.TWILIO_FROM_NUMBER or settings.TWILIO_MESSAGING_SERVICE_SID):
         missing.append("TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
     return missing

@@ -25,7 +25,9 @@ class Classroom(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(fields=["owner", "name"], name="classroom_unique_name_per_owner")
+            models.UniqueConstraint(
+                fields=["owner", "name"], name="classroom_unique_name_per_owner"
+            )
         ]
 
     def __str__(self) -> str:
@@ -238,9 +240,7 @@ class Account(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=AccountStatus.values), name="account_status_valid"
             ),
-            models.CheckConstraint(
-                condition=~Q(phone=""), name="account_phone_null_not_empty"
-            ),
+            models.CheckConstraint(condition=~Q(phone=""), name="account_phone_null_not_empty"),
         ]
         indexes = [
             models.Index(fields=["phone", "status"]),

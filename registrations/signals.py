@@ -23,7 +23,9 @@ def stamp_heartbeat_on_spawn(sender: object, proc_name: str, **kwargs: object) -
 
 
 @receiver(post_migrate)
-def register_periodic_jobs(sender: object, app_config: AppConfig | None = None, **kwargs: object) -> None:
+def register_periodic_jobs(
+    sender: object, app_config: AppConfig | None = None, **kwargs: object
+) -> None:
     # Only once per migrate run, after our own app's migrations (django_q's tables exist by then).
     if app_config is None or app_config.label != "registrations":
         return

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Callable
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -133,9 +133,7 @@ def send_sms(client: Client, twilio_settings) -> Callable:
     def send(body: str, phone: str = STUDENT_PHONE, sid: str | None = None, **extra):
         params = twilio_params(body, phone, sid, **extra)
         url = PUBLIC_BASE_URL + "/twilio/sms/"
-        return client.post(
-            "/twilio/sms/", params, HTTP_X_TWILIO_SIGNATURE=sign(url, params)
-        )
+        return client.post("/twilio/sms/", params, HTTP_X_TWILIO_SIGNATURE=sign(url, params))
 
     return send
 
@@ -185,9 +183,15 @@ def coder_account(fake_coder, settings) -> Callable:
 
     template = fake_coder.add_template("docker")
 
-    def make(session, username: str = "cs-student", *, workspaces: int = 1,
-             phone: str | None = STUDENT_PHONE, status: str = AccountStatus.ACTIVE,
-             **fields) -> Account:
+    def make(
+        session,
+        username: str = "cs-student",
+        *,
+        workspaces: int = 1,
+        phone: str | None = STUDENT_PHONE,
+        status: str = AccountStatus.ACTIVE,
+        **fields,
+    ) -> Account:
         user = fake_coder.add_user(username, email=f"{username}@{settings.CODER_EMAIL_DOMAIN}")
         polls, fake_coder.build_polls = fake_coder.build_polls, 0
         for number in range(1, workspaces + 1):
@@ -197,8 +201,12 @@ def coder_account(fake_coder, settings) -> Callable:
         fake_coder.clear_log()
         fields.setdefault("expires_at", session.expires_at)
         return Account.objects.create(
-            session=session, phone=phone, status=status, coder_username=username,
-            coder_user_id=user["id"], **fields,
+            session=session,
+            phone=phone,
+            status=status,
+            coder_username=username,
+            coder_user_id=user["id"],
+            **fields,
         )
 
     return make

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.django_db
 
 
 def account(session: Session, phone: str | None = "+14155550100", **fields) -> Account:
-    return Account.objects.create(session=session, phone=phone, expires_at=session.expires_at, **fields)
+    return Account.objects.create(
+        session=session, phone=phone, expires_at=session.expires_at, **fields
+    )
 
 
 def test_one_account_per_phone_per_session(open_session):
@@ -57,7 +59,10 @@ def test_session_times_must_be_ordered(classroom):
     now = timezone.now()
     with pytest.raises(IntegrityError), transaction.atomic():
         Session.objects.create(
-            classroom=classroom, phrase="late lab", opens_at=now, closes_at=now - timedelta(1),
+            classroom=classroom,
+            phrase="late lab",
+            opens_at=now,
+            closes_at=now - timedelta(1),
             expires_at=now + timedelta(1),
         )
 

@@ -28,7 +28,11 @@ print(json.dumps({
 
 
 def load_settings(**env: str) -> dict | str:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY"))}
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY"))
+    }
     environment.update({"DJANGO_SETTINGS_MODULE": "classroom_sms.settings", "ENV_FILE": "", **env})
     done = subprocess.run(
         [sys.executable, "-c", PROBE], cwd=ROOT, env=environment, capture_output=True, text=True
@@ -79,7 +83,9 @@ def test_debug_generates_a_development_secret_key():
 
 
 def test_production_settings_pass_check_deploy():
-    environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG")}
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG")
+    }
     environment.update(
         DJANGO_SETTINGS_MODULE="classroom_sms.settings",
         ENV_FILE="",
@@ -88,9 +94,20 @@ def test_production_settings_pass_check_deploy():
         PUBLIC_BASE_URL="https://sms.example.edu",
     )
     done = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING",
-         "--tag", "security"],
-        cwd=ROOT, env=environment, capture_output=True, text=True,
+        [
+            sys.executable,
+            "manage.py",
+            "check",
+            "--deploy",
+            "--fail-level",
+            "WARNING",
+            "--tag",
+            "security",
+        ],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no issues" in done.stdout

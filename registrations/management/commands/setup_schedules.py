@@ -10,6 +10,4 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         created = ensure_schedules()
-        self.stdout.write(
-            f"{len(PERIODIC_JOBS)} periodic jobs registered ({len(created)} new)."
-        )
+        self.stdout.write(f"{len(PERIODIC_JOBS)} periodic jobs registered ({len(created)} new).")
