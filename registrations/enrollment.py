@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from registrations import provisioning
 from registrations.models import (
@@ -40,15 +41,18 @@ def enroll(session: Session, phone: str, *, source: str = AccountSource.SMS) -> 
     """
     # No savepoint of its own: inside the webhook's transaction this only adds the lock.
     with transaction.atomic(savepoint=False):
-        capacity = _lock_session(session)
+        locked = _lock_session(session)
+        if locked.ended_at or locked.expires_at <= timezone.now():
+            # Ended (or expired) between the caller's read and our lock.
+            return EnrollResult(None, False, InboundOutcome.CLOSED)
         try:
             # Insert first and let the unique (session, phone) constraint catch repeats: a
             # read-then-write would let two concurrent deliveries create two accounts.
             with transaction.atomic():
                 account = Account.objects.create(
-                    session=session, phone=phone, source=source, expires_at=session.expires_at
+                    session=session, phone=phone, source=source, expires_at=locked.expires_at
                 )
-                if _seats_taken(session) > capacity:
+                if _seats_taken(session) > locked.capacity:
                     raise _SessionFull
         except IntegrityError:
             return _repeat(session, phone, source)
@@ -62,11 +66,16 @@ def enroll(session: Session, phone: str, *, source: str = AccountSource.SMS) -> 
     return EnrollResult(account, True, InboundOutcome.PROVISIONED)
 
 
-def _lock_session(session: Session) -> int:
-    """Lock the session row until commit and return its current capacity."""
+def _lock_session(session: Session) -> Session:
+    """Lock the session row until commit and return its current capacity and times."""
     # Serialises enrollments in one session so two last-seat requests cannot both count a free
-    # seat. SQLite ignores FOR UPDATE; its IMMEDIATE transactions already serialise writers.
-    return Session.objects.select_for_update().values_list("capacity", flat=True).get(pk=session.pk)
+    # seat, and an admin's "end now" or "extend" is seen here. SQLite ignores FOR UPDATE; its
+    # IMMEDIATE transactions already serialise writers.
+    return (
+        Session.objects.select_for_update()
+        .only("capacity", "expires_at", "ended_at")
+        .get(pk=session.pk)
+    )
 
 
 def _seats_taken(session: Session) -> int:
@@ -77,7 +86,10 @@ def _seats_taken(session: Session) -> int:
 
 def _repeat(session: Session, phone: str, source: str) -> EnrollResult:
     """Handle a phone that already has an account in this session."""
-    account = Account.objects.get(session=session, phone=phone)
+    account = Account.objects.filter(session=session, phone=phone).first()
+    if account is None:
+        # Purged between our failed insert and this read: it was being deleted.
+        return EnrollResult(None, False, InboundOutcome.DUPLICATE)
     if source == AccountSource.SMS and account.status == AccountStatus.ACTIVE:
         sent = provisioning.request_resend(account)
         outcome = InboundOutcome.RESEND if sent else InboundOutcome.RESEND_LIMITED

@@ -56,7 +56,9 @@ def backoff(attempts: int) -> timedelta:
 
 
 def _enqueue(task: str, account_id: int) -> None:
-    transaction.on_commit(functools.partial(async_task, task, account_id))
+    # robust: a broker hiccup after commit must not turn the webhook into a 500; the row is
+    # saved, and the sweep re-drives rows whose task never arrived.
+    transaction.on_commit(functools.partial(async_task, task, account_id), robust=True)
 
 
 def enqueue_provision(account_id: int) -> None:
@@ -224,7 +226,9 @@ def _activate(account: Account, note: str) -> bool:
         AccountStatus.PROVISIONING,
         status=AccountStatus.ACTIVE,
         provisioned_at=now,
-        next_attempt_at=None,
+        # A lease, not "nothing due": if this task dies before the SMS is recorded, the sweep
+        # finds the lease expired and sends a new password (resend knows it is the first SMS).
+        next_attempt_at=now + timedelta(seconds=settings.STALE_AFTER_SECONDS),
         last_error=note,
     )
     if not done:
@@ -253,14 +257,25 @@ def _send_password(account: Account, password: str, body: str, note: str = "") -
     reason = (message.error_message or message.get_status_display()) if message else "no phone"
     if delivery.transient:
         # The password is gone once this task ends: the next try sets and sends a new one.
+        # Back off on consecutive unsent attempts, so a Twilio outage during a class does not
+        # turn into a herd of password changes against Coder's 60-a-minute limit.
         _set(
             account.pk,
-            next_attempt_at=now + backoff(1),
+            next_attempt_at=now + backoff(_unsent_credentials(account)),
             last_error=f"Credentials SMS not sent ({reason}); a new password will follow.",
         )
     else:
         _set(account.pk, next_attempt_at=None, last_error=f"Credentials SMS not sent: {reason}")
     return False
+
+
+def _unsent_credentials(account: Account) -> int:
+    """Count credentials SMS that never reached Twilio since the last one that did."""
+    messages = OutboundMessage.objects.filter(account=account, kind=OutboundKind.CREDENTIALS)
+    last_sent = messages.filter(sent_at__isnull=False).order_by("-created_at").first()
+    if last_sent is not None:
+        messages = messages.filter(created_at__gt=last_sent.created_at)
+    return messages.filter(sent_at__isnull=True).count()
 
 
 def _retry_later(account: Account, exc: Exception) -> None:
@@ -400,7 +415,7 @@ def _resend_failed(account: Account, exc: Exception, now: datetime) -> None:
     )
     retry_at = None
     if retryable:
-        delay = backoff(1)
+        delay = backoff(max(1, _unsent_credentials(account)))
         if isinstance(exc, CoderError) and exc.retry_after:
             delay = max(delay, timedelta(seconds=exc.retry_after))
         retry_at = now + delay

@@ -200,6 +200,10 @@ def coder_account(fake_coder, settings) -> Callable:
         fake_coder.build_polls = polls
         fake_coder.clear_log()
         fields.setdefault("expires_at", session.expires_at)
+        if status == AccountStatus.ACTIVE:
+            # An active account in real life has had its credentials texted.
+            fields.setdefault("provisioned_at", timezone.now())
+            fields.setdefault("credentials_sent_at", timezone.now())
         return Account.objects.create(
             session=session,
             phone=phone,
