@@ -81,7 +81,7 @@ def _due(now: datetime) -> Q:
 
 def _enqueue(account_ids: Iterable[int]) -> None:
     for pk in account_ids:
-        transaction.on_commit(functools.partial(async_task, ADVANCE_TASK, pk))
+        transaction.on_commit(functools.partial(async_task, ADVANCE_TASK, pk), robust=True)
 
 
 def _dispatch(account_ids: list[int]) -> None:
@@ -377,8 +377,27 @@ def _mark_deleted(account: Account, now: datetime) -> None:
                 body=texts.deleted_text(account),
                 account=account,
             )
+        elif updated and _never_told(account):
+            # Every student who texted a valid phrase hears back: this one's session ended
+            # before their credentials could be sent (a Coder outage, a backlog at the close).
+            sms.queue_sms(
+                phone=account.phone,
+                kind=OutboundKind.FAILURE,
+                body=texts.ended_before_ready_text(account),
+                account=account,
+            )
     if updated:
         logger.info("account %s: deleted (%s), phone purged", account.pk, account.deletion_reason)
+
+
+def _never_told(account: Account) -> bool:
+    """True when the student got neither credentials nor the failure SMS."""
+    return (
+        bool(account.phone)
+        and account.credentials_sent_at is None
+        and account.status != AccountStatus.FAILED
+        and account.deletion_reason in (DeletionReason.EXPIRED, DeletionReason.ENDED)
+    )
 
 
 def orphan_workspaces(account: Account) -> bool:

@@ -51,6 +51,10 @@ WARNING_DEFAULTS = (
     "Your Coder account will be deleted in {minutes} min. Save your work now.",
 )
 FAILURE_TEXT = "Sorry, we could not set up your Coder account. Your instructor has been told."
+ENDED_BEFORE_READY_TEXT = (
+    "Sorry, this class session ended before your Coder account could be set up. "
+    "Please ask your instructor for help."
+)
 DELETED_TEXT = "Your Coder account {username} has been deleted. Thanks for taking part!"
 TEST_TEXT = 'Test message from classroom-sms for "{phrase}". No reply needed.'
 
@@ -152,6 +156,11 @@ def warning_text(account: Account, now: datetime | None = None) -> str:
     values = {**_account_values(account), "minutes": str(minutes_left(account, now))}
     override = account.session.warning_message
     return _render(override, WARNING_PLACEHOLDERS, WARNING_DEFAULTS, values)
+
+
+def ended_before_ready_text(account: Account) -> str:
+    """Return the SMS for a student whose session ended before their account was ready."""
+    return ENDED_BEFORE_READY_TEXT
 
 
 def deleted_text(account: Account) -> str:

@@ -10,7 +10,14 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from registrations import cleanup
-from registrations.models import Account, AccountStatus, DeletionReason, SessionState
+from registrations.models import (
+    Account,
+    AccountStatus,
+    DeletionReason,
+    OutboundKind,
+    OutboundMessage,
+    SessionState,
+)
 from tests.conftest import make_session, queued_tasks
 
 pytestmark = pytest.mark.django_db
@@ -50,7 +57,15 @@ def test_end_session_expires_everyone_now_and_starts_the_pipeline(
     assert revoked.deletion_reason == DeletionReason.REVOKED
     assert gone.deletion_requested_at is None
     assert all(a.expires_at <= timezone.now() for a in (active, provisioning, revoked))
-    assert [t["args"] for t in queued_tasks(broker)] == [(active.pk,)]
+    tasks = {(t["func"], t["args"]) for t in queued_tasks(broker)}
+    (notice,) = OutboundMessage.objects.filter(account=unborn)
+    assert tasks == {
+        ("registrations.tasks.advance_deletion", (active.pk,)),
+        ("registrations.tasks.send_sms", (notice.pk,)),
+    }
+    # The student who texted in time but was never set up is told, not left in silence.
+    assert notice.kind == OutboundKind.FAILURE
+    assert notice.body.startswith("Sorry, this class session ended before your Coder account")
 
 
 def test_ending_a_session_that_has_not_opened_keeps_its_times_valid(classroom):
