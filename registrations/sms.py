@@ -182,7 +182,7 @@ def queue_sms(
         return None
     message = _new_message(phone=phone, kind=kind, body=body, account=account, session=session)
     if message.status == OutboundStatus.PENDING:
-        transaction.on_commit(functools.partial(async_task, SEND_TASK, message.pk))
+        transaction.on_commit(functools.partial(async_task, SEND_TASK, message.pk), robust=True)
     return message
 
 
@@ -424,6 +424,6 @@ def redrive_stale(now: datetime) -> int:
             next_attempt_at=now + timedelta(seconds=settings.STALE_AFTER_SECONDS)
         )
         if leased:
-            transaction.on_commit(functools.partial(async_task, SEND_TASK, pk))
+            transaction.on_commit(functools.partial(async_task, SEND_TASK, pk), robust=True)
             count += 1
     return count
