@@ -166,7 +166,7 @@ INBOUND_THROTTLE_COUNT = env.int("INBOUND_THROTTLE_COUNT", default=10)
 INBOUND_THROTTLE_MINUTES = env.int("INBOUND_THROTTLE_MINUTES", default=5)
 RESEND_LIMIT_PER_HOUR = env.int("RESEND_LIMIT_PER_HOUR", default=3)
 PROVISION_MAX_ATTEMPTS = env.int("PROVISION_MAX_ATTEMPTS", default=5)
-STALE_AFTER_SECONDS = env.int("STALE_AFTER_SECONDS", default=120)
+STALE_AFTER_SECONDS = env.int("STALE_AFTER_SECONDS", default=180)
 RETENTION_DAYS = env.int("RETENTION_DAYS", default=30)
 # Deletion pipeline: accounts each expire/sweep run hands to workers (each costs 2-3 Coder
 # requests, so two runs a minute stay well under Coder's 512 requests/minute), seconds between
@@ -182,9 +182,10 @@ Q_CLUSTER = {
     # Tasks are I/O-bound (Coder, Twilio): more processes than cores keeps bursts fast.
     "workers": env.int("Q_WORKERS", default=8),
     # A task is killed after `timeout` s; `retry` must exceed it or the ORM broker re-delivers
-    # a task that is still running.
-    "timeout": 60,
-    "retry": 90,
+    # a task that is still running. 120 s covers a task's worst case against a hung Coder
+    # (bounded client retries of 10 s calls); the sweep's STALE_AFTER_SECONDS stays above it.
+    "timeout": 120,
+    "retry": 180,
     # Redeliveries of a crashing task are bounded; the sweep re-drives rows from the database.
     "max_attempts": 3,
     # Small prefetch: a killed cluster loses what it pulled from Redis (the sweep recovers it).
