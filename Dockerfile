@@ -1,6 +1,7 @@
 # One image for both processes:
 #   web:    docker run ... classroom-sms            (gunicorn, the default command)
-#   worker: docker run ... classroom-sms python manage.py qcluster
+#   worker: docker run -e PROCESS_ROLE=worker ... classroom-sms python manage.py qcluster
+# (PROCESS_ROLE=worker makes the HEALTHCHECK look at the worker heartbeat instead of HTTP.)
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -23,8 +24,8 @@ RUN SECRET_KEY=build-only ENV_FILE= python manage.py collectstatic --noinput --v
 
 USER app
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD python -c "import os, urllib.request, sys; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4); sys.exit(0)"
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "scripts/healthcheck"]
 
 # Run migrations once per deploy (e.g. `docker run ... python manage.py migrate`), not per process.
 CMD ["sh", "-c", "gunicorn classroom_sms.wsgi --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY:-3} --threads ${WEB_THREADS:-4} --access-logfile -"]
