@@ -1,0 +1,257 @@
+"""Fault drills against the real processes (gunicorn, two qclusters) and fake Coder/Twilio:
+Coder down mid-burst, qcluster SIGKILLed mid-burst and mid-cleanup, Twilio 429/5xx bursts, and
+one MessageSid delivered five times at once. Run by .ci/run on PostgreSQL + Redis:
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test REDIS_URL=redis://127.0.0.1:6379/0 \
+        .venv/bin/python -m pytest -m drills
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import Stack, credentials_sent, student_phone, wait_for
+from tests.e2e.processes import Service
+from tests.e2e.scenario import (
+    coder_usernames,
+    deployment,
+    failures_sent,
+    live_usernames,
+    phone_columns_holding,
+    unserved,
+)
+from tests.fakes.coder import FakeCoder
+from tests.fakes.twilio import FakeTwilio
+
+pytestmark = pytest.mark.drills
+
+PHRASE = "python lab drill"
+TEMPLATE = "python"
+# Re-drive rows a dead worker left behind after 10 s instead of two minutes.
+DRILL_SETTINGS = {"STALE_AFTER_SECONDS": "10"}
+# The sweep runs every minute and django-q2's scheduler runs it 30-90 s late.
+RECOVERY_TIMEOUT = 240
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    """Start a deployment: 2 gunicorn workers and 2 qclusters of 2 workers (4 in all)."""
+    stacks: list[Stack] = []
+    with contextlib.ExitStack() as exits:
+
+        def make(coder: FakeCoder, twilio: FakeTwilio, **settings: str) -> Stack:
+            options = {**DRILL_SETTINGS, **settings}
+            stack = exits.enter_context(
+                deployment(tmp_path, coder=coder, twilio=twilio, settings=options)
+            )
+            stacks.append(stack)
+            stack.prepare()
+            stack.start_web(workers=2, threads=4)
+            start_clusters(stack)
+            return stack
+
+        yield make
+        # Shown by pytest only when the drill failed.
+        for stack in stacks:
+            print(stack.logs())
+
+
+def start_clusters(stack: Stack, count: int = 2) -> list[Service]:
+    return [stack.start_cluster(workers=2) for _ in range(count)]
+
+
+def clusters(stack: Stack) -> list[Service]:
+    return [s for s in stack.services if s.name.startswith("qcluster")]
+
+
+def in_background(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(function, *args, **kwargs)
+    pool.shutdown(wait=False)
+    return future
+
+
+def fakes(**coder_options: Any) -> tuple[FakeCoder, FakeTwilio]:
+    coder = FakeCoder(latency=0.05, **coder_options)
+    coder.add_template(TEMPLATE)
+    return coder, FakeTwilio(latency=0.1)
+
+
+def assert_all_200(answers: list[dict[str, Any]]) -> None:
+    bad = [(a["phone"], a["status"], a["error"]) for a in answers if a["status"] != 200]
+    assert not bad, f"webhook answers other than 200: {bad[:10]}"
+
+
+def assert_logins(stack: Stack, phones: list[str]) -> None:
+    """The newest credentials each phone received log into Coder."""
+    sent = credentials_sent(stack.twilio)
+    broken = [p for p in phones if p in sent and not stack.coder.login(*sent[p][-1])]
+    assert not broken, f"texted credentials that do not log in: {broken}"
+
+
+def assert_coder_matches_accounts(stack: Stack) -> None:
+    """One Coder user per active account, none without one (no duplicates, no orphans)."""
+    in_coder = coder_usernames(stack)
+    assert len(in_coder) == len(set(in_coder))
+    assert sorted(in_coder) == sorted(live_usernames(stack))
+
+
+def test_coder_down_then_failing_for_30_s_mid_burst(make_stack: Callable[..., Stack]) -> None:
+    coder, twilio = fakes()
+    stack = make_stack(coder, twilio)
+    stack.create_session(PHRASE, "--template", TEMPLATE)
+    phones = [student_phone(i) for i in range(100)]
+
+    burst = in_background(stack.burst, PHRASE, 100, rate=8)  # 12.5 s of texts
+    time.sleep(2)
+    coder.stop()  # connection refused
+    time.sleep(15)
+    coder.start()
+    coder.fail_next(10**9, 503)  # up again, but answering 503
+    time.sleep(15)
+    coder.clear_failures()
+    assert_all_200(burst.result())
+
+    wait_for(
+        lambda: not unserved(twilio, phones),
+        timeout=RECOVERY_TIMEOUT,
+        what="credentials or a failure SMS for every student",
+    )
+    sent, failed = credentials_sent(twilio), failures_sent(twilio)
+    assert not sent.keys() & failed.keys(), "a student got both credentials and a failure SMS"
+    assert all(len(sent[p]) == 1 for p in sent), "a student got credentials twice"
+    assert_logins(stack, phones)
+    assert_coder_matches_accounts(stack)
+    assert len(sent) + len(failed) == 100
+
+
+def test_qcluster_killed_mid_burst_loses_nothing(make_stack: Callable[..., Stack]) -> None:
+    coder, twilio = fakes()
+    stack = make_stack(coder, twilio)
+    stack.create_session(PHRASE, "--template", TEMPLATE)
+    phones = [student_phone(i) for i in range(100)]
+
+    # A slow Twilio keeps the workers inside "send the credentials" when the kill lands:
+    # the user exists in Coder, the password is only in the dead worker's memory.
+    twilio.latency = 1.0
+    burst = in_background(stack.burst, PHRASE, 100, rate=20)
+    wait_for(lambda: len(twilio.messages) >= 10, timeout=60, what="the first credentials")
+    for cluster in clusters(stack):
+        stack.stop(cluster, kill=True)
+    assert_all_200(burst.result())
+    twilio.latency = 0.1
+    start_clusters(stack)
+
+    wait_for(
+        lambda: credentials_sent(twilio).keys() >= set(phones),
+        timeout=RECOVERY_TIMEOUT,
+        what="credentials for every student after the restart",
+    )
+    wait_for(
+        lambda: stack.account_statuses() == {"active": 100},
+        timeout=60,
+        what="every account active",
+    )
+    assert_logins(stack, phones)
+    assert_coder_matches_accounts(stack)
+
+
+def test_qcluster_killed_mid_cleanup_leaves_nothing(make_stack: Callable[..., Stack]) -> None:
+    # Workspace deletions take a few seconds, as on a real Coder: the kill lands mid-pipeline.
+    coder, twilio = fakes(build_polls=None, build_seconds=3)
+    stack = make_stack(coder, twilio)
+    session_id = stack.create_session(PHRASE, "--template", TEMPLATE)
+    phones = [student_phone(i) for i in range(40)]
+    stack.burst(PHRASE, 40, rate=20)
+    wait_for(
+        lambda: stack.account_statuses() == {"active": 40},
+        timeout=120,
+        what="40 active accounts",
+    )
+    usernames = coder_usernames(stack)
+
+    stack.manage("sessions", "end", str(session_id))
+    wait_for(
+        lambda: 0 < len(coder_usernames(stack)) < 35,
+        timeout=60,
+        interval=0.1,
+        what="the deletion pipeline to be under way",
+    )
+    for cluster in clusters(stack):
+        stack.stop(cluster, kill=True)
+    time.sleep(2)
+    start_clusters(stack)
+
+    wait_for(
+        lambda: not coder_usernames(stack),
+        timeout=RECOVERY_TIMEOUT,
+        what="every Coder user of ours to be deleted after the restart",
+    )
+    assert not any(coder.workspaces_of(username) for username in usernames)
+    wait_for(
+        lambda: stack.account_statuses(session_id) == {"deleted": 40},
+        timeout=60,
+        what="every account marked deleted",
+    )
+    assert "registrations_account.phone" not in phone_columns_holding(stack, phones)
+
+
+def test_twilio_429_and_5xx_bursts_are_retried_and_nothing_is_sent_twice(
+    make_stack: Callable[..., Stack],
+) -> None:
+    coder, twilio = fakes()
+    stack = make_stack(coder, twilio)
+    stack.create_session(PHRASE)
+    phones = [student_phone(i) for i in range(60)]
+    twilio.fail_next(40, 429, retry_after=1)
+    twilio.fail_next(40, 500)
+    twilio.fail_next(20, 503)
+
+    assert_all_200(stack.burst(PHRASE, 60, rate=20))
+    wait_for(
+        lambda: credentials_sent(twilio).keys() >= set(phones),
+        timeout=RECOVERY_TIMEOUT,
+        what="credentials for every student despite Twilio's errors",
+    )
+    sent = credentials_sent(twilio)
+    assert {p: len(sent[p]) for p in phones} == dict.fromkeys(phones, 1)
+    refused = [r for r in twilio.requests_log if r[0] == "POST"]
+    assert len(refused) >= 60 + 100, "the injected Twilio errors were not all met and retried"
+    assert_logins(stack, phones)
+    # A failed attempt is its own row (a password is never re-sent from a row): one accepted each.
+    accepted = stack.db.rows(
+        "SELECT account_id, COUNT(*) FROM registrations_outboundmessage"
+        " WHERE kind = 'credentials' AND twilio_sid IS NOT NULL GROUP BY account_id"
+    )
+    assert sorted(n for _, n in accepted) == [1] * 60
+
+
+def test_one_message_sid_delivered_5_times_at_once_makes_one_account(
+    make_stack: Callable[..., Stack],
+) -> None:
+    coder, twilio = fakes()
+    stack = make_stack(coder, twilio)
+    stack.create_session(PHRASE)
+    phones = [student_phone(i) for i in range(20)]
+
+    answers = stack.burst(PHRASE, 20, repeat=5)
+    assert_all_200(answers)
+    assert len({a["sid"] for a in answers}) == 20
+    wait_for(
+        lambda: credentials_sent(twilio).keys() >= set(phones),
+        timeout=120,
+        what="credentials for every student",
+    )
+    assert stack.db.count("registrations_inboundmessage") == 20
+    assert stack.db.count("registrations_account") == 20
+    sent = credentials_sent(twilio)
+    assert {p: len(sent[p]) for p in phones} == dict.fromkeys(phones, 1)
+    assert_coder_matches_accounts(stack)
+    assert len(coder_usernames(stack)) == 20
