@@ -97,33 +97,9 @@ def sign(url: str, params: dict, token: str = TWILIO_TOKEN) -> str:
 
 def twilio_params(body: str, phone: str = STUDENT_PHONE, sid: str | None = None, **extra) -> dict:
     """The form fields Twilio posts for an incoming SMS."""
-    import uuid
+    from tests.e2e.harness import twilio_params as incoming_sms_fields
 
-    params = {
-        "ToCountry": "US",
-        "ToState": "CA",
-        "SmsMessageSid": sid or "SM" + uuid.uuid4().hex,
-        "NumMedia": "0",
-        "ToCity": "",
-        "FromZip": "94105",
-        "SmsSid": sid or "",
-        "FromState": "CA",
-        "SmsStatus": "received",
-        "FromCity": "SAN FRANCISCO",
-        "Body": body,
-        "FromCountry": "US",
-        "To": OUR_NUMBER,
-        "MessagingServiceSid": "MG" + "2" * 32,
-        "ToZip": "",
-        "NumSegments": "1",
-        "MessageSid": "",
-        "AccountSid": TWILIO_SID,
-        "From": phone,
-        "ApiVersion": "2010-04-01",
-    }
-    params["SmsSid"] = params["MessageSid"] = params["SmsMessageSid"]
-    params.update(extra)
-    return params
+    return {**incoming_sms_fields(body, phone, sid, account_sid=TWILIO_SID), **extra}
 
 
 @pytest.fixture
