@@ -34,10 +34,13 @@ pytestmark = pytest.mark.drills
 
 PHRASE = "python lab drill"
 TEMPLATE = "python"
-# Re-drive rows a dead worker left behind after 10 s instead of two minutes.
-DRILL_SETTINGS = {"STALE_AFTER_SECONDS": "10"}
+# Re-drive rows a dead worker left behind after 30 s instead of three minutes; still far above
+# the few seconds a task takes here, so the sweep never re-drives a task that is running.
+DRILL_SETTINGS = {"STALE_AFTER_SECONDS": "30"}
 # The sweep runs every minute and django-q2's scheduler runs it 30-90 s late.
 RECOVERY_TIMEOUT = 240
+# A deletion step holds its row for the task timeout + 30 s (150 s) before the sweep retakes it.
+CLEANUP_RECOVERY_TIMEOUT = 360
 
 
 @pytest.fixture
@@ -191,7 +194,7 @@ def test_qcluster_killed_mid_cleanup_leaves_nothing(make_stack: Callable[..., St
 
     wait_for(
         lambda: not coder_usernames(stack),
-        timeout=RECOVERY_TIMEOUT,
+        timeout=CLEANUP_RECOVERY_TIMEOUT,
         what="every Coder user of ours to be deleted after the restart",
     )
     assert not any(coder.workspaces_of(username) for username in usernames)
