@@ -3,12 +3,14 @@ documented cadence, with catch-up off."""
 
 from __future__ import annotations
 
+import threading
 from io import StringIO
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.sql import emit_post_migrate_signal
+from django.db import connection
 from django.utils.module_loading import import_string
 from django_q.conf import Conf
 from django_q.models import Schedule
@@ -79,3 +81,48 @@ def test_every_job_runs_forever_and_its_task_exists():
 def test_missed_runs_are_not_replayed():
     assert settings.Q_CLUSTER["catch_up"] is False
     assert Conf.CATCH_UP is False
+
+
+def test_duplicates_left_by_an_earlier_run_are_dropped_keeping_the_oldest():
+    oldest = Schedule.objects.get(name="sweep")
+    for _ in range(2):
+        Schedule.objects.create(
+            name="sweep", func="registrations.tasks.sweep", schedule_type=Schedule.MINUTES
+        )
+
+    assert ensure_schedules() == []
+
+    assert list(Schedule.objects.filter(name="sweep").values_list("pk", flat=True)) == [oldest.pk]
+    assert registered() == EXPECTED
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="concurrent registration needs PostgreSQL (SQLite lets one writer in at a time)",
+)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_several_processes_migrating_at_once_register_each_job_once():
+    Schedule.objects.all().delete()
+    workers = 4
+    barrier = threading.Barrier(workers)
+    errors: list[BaseException] = []
+
+    def deploy() -> None:
+        try:
+            barrier.wait()
+            ensure_schedules()
+        except BaseException as exc:  # reported in the test's thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deploy) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not errors
+    assert registered() == EXPECTED
+    assert Schedule.objects.count() == len(EXPECTED)
