@@ -540,6 +540,25 @@ def extend_session(session: Session, minutes: int) -> None:
     logger.info("session %s extended by %d minutes", session.pk, minutes)
 
 
+def move_expiry(session: Session) -> int:
+    """Give the live accounts a session's edited expiry; end the session if that is past.
+
+    Accounts copy the expiry when they are created, so an edit of the session's time must reach
+    them too (as extend does). Moved accounts are warned again before their new time. Returns the
+    number of accounts moved, or, for an expiry already past, sent to deletion.
+    """
+    if session.expires_at <= timezone.now():
+        return end_session(session)
+    moved = (
+        Account.objects.filter(session=session, deletion_requested_at__isnull=True)
+        .exclude(status=AccountStatus.DELETED)
+        .exclude(expires_at=session.expires_at)
+        .update(expires_at=session.expires_at, warned_at=None)
+    )
+    logger.info("session %s: expiry changed, %d accounts moved", session.pk, moved)
+    return moved
+
+
 def reconcile(progress: Progress | None = None, *, dry_run: bool = False) -> dict[str, int]:
     """Delete Coder users carrying our email marker that no live account owns.
 

@@ -11,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from registrations import cleanup
 from registrations.admin.common import integration_warnings
 from registrations.admin.roster import accounts_to_delete, still_in_coder
 from registrations.admin.scoping import ScopedAdmin
@@ -80,7 +81,8 @@ class SessionAdmin(SessionPageMixin, ScopedAdmin):
             {
                 "fields": ("opens_at", "closes_at", "expires_at", "time_zone", "warn_minutes"),
                 "description": "Students can text the phrase between the opening and the close "
-                "of enrollment. Their accounts and workspaces are deleted at expiry.",
+                "of enrollment. Their accounts and workspaces are deleted at expiry; changing "
+                "it here moves every student's, and a time already past ends the session now.",
             },
         ),
         ("Accounts", {"fields": ("capacity", "coder_template")}),
@@ -116,6 +118,17 @@ class SessionAdmin(SessionPageMixin, ScopedAdmin):
 
     def get_urls(self) -> list:
         return self.page_urls() + super().get_urls()
+
+    def save_model(self, request: HttpRequest, obj: Session, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change or "expires_at" not in form.changed_data:
+            return
+        count = cleanup.move_expiry(obj)
+        if obj.ended_at:
+            text = f"The new expiry has passed: {counted(count, 'account')} being deleted."
+        else:
+            text = f"The new expiry applies to {counted(count, 'account')}."
+        messages.info(request, text)
 
     def get_form(self, request: HttpRequest, obj: Session | None = None, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, **kwargs)
