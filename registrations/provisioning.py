@@ -102,8 +102,7 @@ def provision(account_id: int) -> None:
         _fail(account, "Gave up: every attempt was interrupted.")
         return
     try:
-        password = credentials.generate_password()
-        user = _with_inline_retries(lambda: _create_or_adopt(account, password))
+        user, password = _with_inline_retries(lambda: _create_or_adopt(account))
         _set(account.pk, AccountStatus.PROVISIONING, coder_user_id=user.id)
         workspace_note = _with_inline_retries(lambda: _ensure_workspace(account))
     except PermanentFailure as exc:
@@ -132,27 +131,32 @@ def _with_inline_retries(step: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def _create_or_adopt(account: Account, password: str) -> User:
-    """Create the Coder user under the row's username, adopting or renaming on 409."""
+def _create_or_adopt(account: Account) -> tuple[User, str]:
+    """Create the Coder user under the row's username, adopting or renaming on 409.
+
+    Returns the user and the password it now has.
+    """
     client = get_client()
+    password = credentials.generate_password()
     organization_id = client.resolve_organization_id(settings.CODER_ORGANIZATION or None)
     for _ in range(USERNAME_TRIES):
         username = _ensure_username(account)
         try:
-            return client.create_user(
+            user = client.create_user(
                 username=username,
                 email=credentials.email_for(username),
                 password=password,
                 organization_id=organization_id,
                 user_status="active",
             )
+            return user, password
         except CoderError as exc:
             if exc.status != 409:
                 _raise_if_permanent(exc)
                 raise
         existing = client.get_user(username)
         if existing is not None and credentials.is_ours(username, existing.email):
-            return _adopt(client, account, existing, password)
+            return _adopt(client, account, existing)
         logger.info(
             "account %s: username %s is taken in Coder; choosing another", account.pk, username
         )
@@ -182,13 +186,18 @@ def _ensure_username(account: Account) -> str:
     raise PermanentFailure(f"No free username after {USERNAME_TRIES} tries.")
 
 
-def _adopt(client: CoderClient, account: Account, user: User, password: str) -> User:
-    """Take over a Coder user this app created earlier (a retry after a crash, or an orphan)."""
+def _adopt(client: CoderClient, account: Account, user: User) -> tuple[User, str]:
+    """Take over a Coder user this app created earlier (a retry after a crash, or an orphan).
+
+    Always with a new password: the user may already have the one an earlier, timed-out create
+    sent, and Coder refuses to set a password to its current value (400).
+    """
     logger.info("account %s: adopting existing Coder user %s", account.pk, user.username)
+    password = credentials.generate_password()
     client.set_password(user.id or user.username, password)
     if user.is_suspended:
         user = client.activate_user(user.id or user.username)
-    return user
+    return user, password
 
 
 def _raise_if_permanent(exc: CoderError) -> None:

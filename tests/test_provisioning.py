@@ -205,6 +205,23 @@ def test_timed_out_create_is_adopted_on_retry_without_a_second_user(
     assert fake_coder.login(*texted(fake_twilio))
 
 
+def test_a_create_that_happened_behind_a_gateway_error_is_adopted_at_once(account, services):
+    fake_coder, fake_twilio = services
+    # Coder creates the user, but the answer that comes back is a 502: the inline retry meets
+    # 409 for our own user and adopts it, with a password Coder does not already have.
+    fake_coder.fail_next(1, 502, method="POST", path_prefix="/api/v2/users", after=True)
+
+    provisioning.provision(account.pk)
+
+    account.refresh_from_db()
+    assert (account.status, account.attempts, account.last_error) == ("active", 1, "")
+    assert our_users(fake_coder) == [account.coder_username]
+    username, password = texted(fake_twilio)
+    assert username == account.coder_username and fake_coder.login(username, password)
+    (adoption,) = fake_coder.requests("PUT", "/api/v2/users/")
+    assert adoption.body == {"password": password}
+
+
 def test_failure_after_the_create_is_recovered_without_a_second_user(
     open_session, services, run_tasks
 ):

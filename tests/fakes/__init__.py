@@ -51,13 +51,18 @@ class FakeResponse:
 
 @dataclass
 class FailRule:
-    """Answer `status` to the next `remaining` requests matching method and path prefix."""
+    """Answer `status` to the next `remaining` requests matching method and path prefix.
+
+    With `after`, the request is carried out first and only its answer is replaced: a gateway
+    that timed out while the server did the work.
+    """
 
     remaining: int
     status: int
     method: str | None = None
     path_prefix: str | None = None
     retry_after: str | None = None
+    after: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         if self.remaining <= 0:
@@ -247,14 +252,20 @@ class BaseFakeServer:
         method: str | None = None,
         path_prefix: str | None = None,
         retry_after: float | str | None = None,
+        after: bool = False,
     ) -> None:
-        """Answer `status` to the next n requests (optionally only those matching method/path)."""
+        """Answer `status` to the next n requests (optionally only those matching method/path).
+
+        `after=True` carries each request out before answering `status` (where the fake
+        supports it: the fake Coder does).
+        """
         rule = FailRule(
             remaining=n,
             status=status,
             method=method,
             path_prefix=path_prefix,
             retry_after=None if retry_after is None else str(retry_after),
+            after=after,
         )
         with self._lock:
             self._fail_rules.append(rule)

@@ -626,8 +626,12 @@ class FakeCoder(BaseFakeServer):
 
     def dispatch(self, request: FakeRequest) -> FakeResponse:
         rule = self.take_failure(request.method, request.path)
-        if rule is not None:
+        if rule is not None and not rule.after:
             return self._injected(rule)
+        response = self._handle(request)
+        return response if rule is None else self._injected(rule)
+
+    def _handle(self, request: FakeRequest) -> FakeResponse:
         if not request.path.startswith(API_PREFIX + "/"):
             return FakeResponse(404, _error_body("Route not found."))
         path = request.path[len(API_PREFIX) :]
