@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 
@@ -10,6 +11,10 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from registrations.phones import normalize_phone
+
+_E164_SHAPE = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
 class Classroom(models.Model):
@@ -41,6 +46,12 @@ class SessionState(models.TextChoices):
     ENDED = "ended", "Ended"
 
 
+def _e164(raw: str) -> str | None:
+    """A phone number in E.164, or None; kept as typed when already E.164-shaped."""
+    typed = raw.strip()
+    return normalize_phone(typed) or (typed if _E164_SHAPE.fullmatch(typed) else None)
+
+
 class Session(models.Model):
     """One sitting of a class: a phrase students text, an enrollment window, an expiry."""
 
@@ -48,7 +59,8 @@ class Session(models.Model):
     phrase = models.CharField(max_length=64, help_text="What students text, e.g. “python lab 3”.")
     phrase_normalized = models.CharField(max_length=64, editable=False, db_index=True)
     inbound_number = models.CharField(
-        max_length=16,
+        # Room to type the number any way: clean() stores it in E.164.
+        max_length=32,
         blank=True,
         help_text="The Twilio number students text (E.164). Leave blank to accept any of ours.",
     )
@@ -113,6 +125,15 @@ class Session(models.Model):
             errors["closes_at"] = "Enrollment must close after it opens."
         if self.closes_at and self.expires_at and self.expires_at < self.closes_at:
             errors["expires_at"] = "Accounts cannot expire before enrollment closes."
+        if self.inbound_number:
+            # Twilio posts To in E.164: a number typed any other way would never match.
+            number = _e164(self.inbound_number)
+            if number is None:
+                errors["inbound_number"] = (
+                    "Enter the Twilio number in international format, e.g. +14155550100."
+                )
+            else:
+                self.inbound_number = number
         if not errors:
             self.phrase_normalized = normalize_phrase(self.phrase)
             clash = self.clashing_session()

@@ -22,6 +22,14 @@ PHRASE_MIN_LENGTH = 4
 PHRASE_MAX_LENGTH = 64
 
 _WHITESPACE = re.compile(r"\s+")
+# Phones "smarten" what students type (iOS turns ' into ’ by default); NFKC leaves these alone.
+_SMART_PUNCTUATION = str.maketrans(
+    {
+        **dict.fromkeys("‘’‚‛′`", "'"),
+        **dict.fromkeys("“”„‟″", '"'),
+        **dict.fromkeys("‐‑‒–—―−", "-"),
+    }
+)
 _EDGE_PUNCTUATION = string.punctuation + "“”‘’«»¡¿…·–—"
 
 
@@ -34,7 +42,8 @@ def _visible(text: str) -> str:
 def normalize_phrase(text: str) -> str:
     """Case-fold, collapse inner whitespace and strip surrounding whitespace and punctuation."""
     # NFKC folds full-width letters and ligatures, so "ｐｙｔｈｏｎ" matches "python".
-    folded = unicodedata.normalize("NFKC", _visible(text)).casefold()
+    folded = unicodedata.normalize("NFKC", _visible(text)).translate(_SMART_PUNCTUATION)
+    folded = folded.casefold()
     collapsed = _WHITESPACE.sub(" ", folded).strip()
     return collapsed.strip(_EDGE_PUNCTUATION + " ").strip()
 

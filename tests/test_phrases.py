@@ -46,6 +46,21 @@ def test_normalisation_keeps_what_matters(text, normalized):
     assert normalize_phrase(text) == normalized
 
 
+@pytest.mark.parametrize(
+    ("typed", "texted"),
+    [
+        ("Ada's lab", "Ada’s lab"),  # iOS smart apostrophe
+        ("Ada's lab", "Ada‘s lab"),
+        ('the "big" lab', "the “big” lab"),
+        ("lab-3", "lab–3"),  # en dash
+        ("lab-3", "lab—3"),  # em dash
+        ("lab-3", "lab‑3"),  # non-breaking hyphen
+    ],
+)
+def test_smart_punctuation_from_a_phone_matches_what_the_instructor_typed(typed, texted):
+    assert normalize_phrase(texted) == normalize_phrase(typed)
+
+
 @pytest.mark.parametrize("word", sorted(RESERVED_WORDS))
 def test_reserved_words_are_never_phrases(word):
     assert phrase_problem(word) is not None
@@ -136,3 +151,58 @@ def test_reserved_phrase_is_rejected_by_clean(classroom):
         new_session(classroom, "Stop").full_clean()
 
     assert "reserved SMS keyword" in error.value.message_dict["phrase"][0]
+
+
+def test_an_inbound_number_typed_any_way_is_stored_in_e164(classroom):
+    session = new_session(classroom, "python lab 9", inbound_number=" +1 (415) 555-0901 ")
+
+    session.full_clean()
+
+    assert session.inbound_number == "+14155550901"
+
+
+def test_a_typed_number_on_the_same_line_still_clashes(classroom):
+    make_session(classroom, inbound_number="+14155550901")
+
+    with pytest.raises(ValidationError) as error:
+        new_session(classroom, "python lab 3", inbound_number="(415) 555-0901").full_clean()
+
+    assert "is already the phrase of" in error.value.message_dict["phrase"][0]
+
+
+@pytest.mark.parametrize("number", ["hello", "+999", "555"])
+def test_an_inbound_number_that_is_not_a_phone_number_is_refused(classroom, number):
+    with pytest.raises(ValidationError) as error:
+        new_session(classroom, "python lab 9", inbound_number=number).full_clean()
+
+    assert error.value.message_dict["inbound_number"] == [
+        "Enter the Twilio number in international format, e.g. +14155550100."
+    ]
+
+
+def test_a_student_texting_with_smart_punctuation_joins(classroom, send_sms, broker):
+    from registrations.models import Account
+
+    session = make_session(classroom, "Ada's lab-3")
+
+    response = send_sms("Ada’s lab–3")
+
+    assert response.status_code == 200
+    assert Account.objects.get().session == session
+
+
+def test_the_migration_renormalises_phrases_stored_before_smart_punctuation_was_folded(
+    classroom,
+):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    session = make_session(classroom, "Ada’s lab")
+    Session.objects.filter(pk=session.pk).update(phrase_normalized="ada’s lab")
+    migration = import_module("registrations.migrations.0004_session_inbound_number_e164")
+
+    migration.renormalize_phrases(apps, None)
+
+    session.refresh_from_db()
+    assert session.phrase_normalized == "ada's lab"
