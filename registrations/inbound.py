@@ -310,10 +310,16 @@ def _phrase(message: Message, now: datetime) -> Routed:
     routed = Routed(result.outcome, session=session, account=result.account)
     if result.outcome == InboundOutcome.FULL:
         routed.reply = FULL_REPLY
+    elif result.outcome == InboundOutcome.CLOSED:
+        routed.reply = ENDED_REPLY  # the session ended between our read and the lock
     elif result.outcome == InboundOutcome.RESEND_LIMITED:
         routed.reply = RESEND_LIMITED_REPLY
     elif result.outcome == InboundOutcome.DUPLICATE:
-        routed = _existing(result.account, result.outcome)
+        if result.account is None:
+            # Its account was purged between the insert and the read: it was being deleted.
+            routed.reply = BEING_DELETED_REPLY
+        else:
+            routed = _existing(result.account, result.outcome)
     return routed
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import pytest
+from django.http import QueryDict
 from django.utils import timezone
 
 from registrations import inbound, texts
@@ -20,7 +22,7 @@ from registrations.models import (
     OutboundMessage,
     Session,
 )
-from tests.conftest import OUR_NUMBER, STUDENT_PHONE, make_session, queued_tasks
+from tests.conftest import OUR_NUMBER, STUDENT_PHONE, make_session, queued_tasks, twilio_params
 
 WRONG_PHRASE = (
     "Sorry, we didn't recognise that. Check the phrase your instructor gave you and text it "
@@ -251,6 +253,22 @@ def test_phrase_of_an_ended_session_says_it_ended(classroom, send_sms):
 
     assert reply_of(send_sms("python lab 3")) == ENDED
     assert last_outcome() == InboundOutcome.CLOSED
+
+
+def test_a_session_that_ends_while_the_text_is_routed_gets_the_ended_reply(classroom):
+    # The text was read while the session was open; by the time enrollment locks the session
+    # row it has expired. The student is told, not left in silence.
+    now = timezone.now()
+    session = make_session(classroom, opens_at=now - timedelta(hours=1),
+                           closes_at=now - timedelta(seconds=1), expires_at=now)
+    message = inbound.parse(QueryDict(urlencode(twilio_params("python lab 3"))))
+
+    routed = inbound.route(message, now - timedelta(seconds=2))
+
+    assert (routed.outcome, routed.reply, routed.session) == (
+        InboundOutcome.CLOSED, ENDED, session
+    )
+    assert Account.objects.count() == 0
 
 
 def test_phrase_of_an_expired_session_says_it_ended(classroom, send_sms):
