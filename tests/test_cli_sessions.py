@@ -112,6 +112,8 @@ def test_a_clashing_phrase_fails_naming_the_other_session(instructor, command_li
     assert code == 1 and out == ""
     assert f"(session #{first.strip()})" in err and "is already the phrase of" in err
     assert Session.objects.count() == 1
+    # The refused session's new classroom is not left behind, empty.
+    assert not Classroom.objects.filter(name="CS 102").exists()
 
 
 @pytest.mark.parametrize(

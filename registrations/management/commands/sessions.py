@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -123,9 +124,11 @@ class Command(BaseCommand):
         fields: dict[str, Any] = {"coder_template": self.checked_template(options["template"])}
         if options["capacity"] is not None:
             fields["capacity"] = options["capacity"]
-        classroom = classroom_for_owner(owner, options["classroom"])
         try:
-            session = create_session(classroom, options["phrase"], times, **fields)
+            # One transaction: a refused session leaves no new, empty classroom behind.
+            with transaction.atomic():
+                classroom = classroom_for_owner(owner, options["classroom"])
+                session = create_session(classroom, options["phrase"], times, **fields)
         except ValidationError as exc:
             raise CommandError(validation_text(exc)) from exc
         self.stdout.write(str(session.pk))
