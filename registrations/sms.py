@@ -412,6 +412,10 @@ def redrive_stale(now: datetime) -> int:
     stuck.filter(kind=OutboundKind.CREDENTIALS).update(
         status=OutboundStatus.FAILED, error_message="Interrupted while sending.", updated_at=now
     )
+    # Cleanup leaves a number on a message still being sent; a finished one must not keep it.
+    OutboundMessage.objects.filter(
+        status=OutboundStatus.FAILED, phone__isnull=False, account__purged_at__isnull=False
+    ).update(phone=None)
     due = OutboundMessage.objects.filter(
         Q(status=OutboundStatus.RETRY, next_attempt_at__lte=now)
         | Q(status=OutboundStatus.PENDING, next_attempt_at__isnull=True, created_at__lte=stale)

@@ -143,6 +143,27 @@ def test_sms_due_for_retry_is_sent_again(open_session, broker, django_capture_on
     ]
 
 
+def test_credentials_sms_interrupted_mid_send_loses_the_number_of_a_purged_account(
+    open_session, broker
+):
+    # Cleanup purged the account while its credentials SMS was being sent (and kept the number
+    # on that message for the send); the worker then died, so the sweep closes the message.
+    account = Account.objects.create(
+        session=open_session, phone=None, status=AccountStatus.DELETED,
+        expires_at=open_session.expires_at, purged_at=timezone.now(),
+    )
+    message = OutboundMessage.objects.create(
+        account=account, phone=STUDENT_PHONE, kind=OutboundKind.CREDENTIALS,
+        body="Password: ********", status=OutboundStatus.SENDING,
+    )
+    OutboundMessage.objects.filter(pk=message.pk).update(updated_at=long_ago())
+
+    cleanup.sweep()
+
+    message.refresh_from_db()
+    assert (message.status, message.phone) == (OutboundStatus.FAILED, None)
+
+
 def test_sweep_reports_what_it_redrove(open_session, coder_account, broker):
     coder_account(open_session, status=AccountStatus.SUSPENDING, status_changed_at=long_ago())
     coder_account(open_session, "cs-other", phone="+14155550188",
