@@ -259,8 +259,11 @@ def _send_password(account: Account, password: str, body: str, note: str = "") -
         account=account, kind=OutboundKind.CREDENTIALS, body=body, secret=password
     )
     now = timezone.now()
+    # Only while still active: if a deletion began meanwhile, next_attempt_at is its timer.
+    active = AccountStatus.ACTIVE
     if delivery.sent:
-        _set(account.pk, credentials_sent_at=now, next_attempt_at=None, last_error=note)
+        _set(account.pk, credentials_sent_at=now)
+        _set(account.pk, active, next_attempt_at=None, last_error=note)
         return True
     message = delivery.message
     reason = (message.error_message or message.get_status_display()) if message else "no phone"
@@ -270,11 +273,13 @@ def _send_password(account: Account, password: str, body: str, note: str = "") -
         # turn into a herd of password changes against Coder's 60-a-minute limit.
         _set(
             account.pk,
+            active,
             next_attempt_at=now + backoff(_unsent_credentials(account)),
             last_error=f"Credentials SMS not sent ({reason}); a new password will follow.",
         )
     else:
-        _set(account.pk, next_attempt_at=None, last_error=f"Credentials SMS not sent: {reason}")
+        error = f"Credentials SMS not sent: {reason}"
+        _set(account.pk, active, next_attempt_at=None, last_error=error)
     return False
 
 
@@ -305,11 +310,11 @@ def _retry_later(account: Account, exc: Exception) -> None:
     )
 
 
-def _fail(account: Account, error: str) -> None:
+def _fail(account: Account, error: str, from_status: str = AccountStatus.PROVISIONING) -> None:
     """Mark the account failed (admin shows the error) and tell the student once."""
     failed = _set(
         account.pk,
-        AccountStatus.PROVISIONING,
+        from_status,
         status=AccountStatus.FAILED,
         next_attempt_at=None,
         last_error=error[:1000],
@@ -398,7 +403,7 @@ def resend(account_id: int) -> None:
     account = Account.objects.select_related("session").get(pk=account_id)
     since = account.last_resent_at or account.provisioned_at or account.created_at
     if now - since > RESEND_GIVE_UP_AFTER:
-        _set(account.pk, next_attempt_at=None, last_error="Gave up sending a new password.")
+        _give_up_resend(account, "Gave up sending a new password.")
         return
     password = credentials.generate_password()
     try:
@@ -429,7 +434,20 @@ def _resend_failed(account: Account, exc: Exception, now: datetime) -> None:
             delay = max(delay, timedelta(seconds=exc.retry_after))
         retry_at = now + delay
     logger.warning("account %s: new password not set in Coder: %s", account.pk, exc)
-    _set(account.pk, next_attempt_at=retry_at, last_error=f"New password not set: {exc}"[:1000])
+    error = f"New password not set: {exc}"
+    if retry_at is None:
+        _give_up_resend(account, error)
+    else:
+        _set(account.pk, AccountStatus.ACTIVE, next_attempt_at=retry_at, last_error=error[:1000])
+
+
+def _give_up_resend(account: Account, error: str) -> None:
+    """Stop trying; a student who never got any credentials is told, and admin can retry."""
+    if account.credentials_sent_at is None:
+        error = f"No credentials SMS ever reached the student. {error}"
+        _fail(account, error, AccountStatus.ACTIVE)
+    else:
+        _set(account.pk, AccountStatus.ACTIVE, next_attempt_at=None, last_error=error[:1000])
 
 
 def redrive_stale(now: datetime) -> int:

@@ -135,3 +135,59 @@ def test_coder_rate_limit_delays_the_resend_until_the_sweep(active, services, ru
 def test_only_active_accounts_can_resend(active, services):
     Account.objects.filter(pk=active.pk).update(status=AccountStatus.SUSPENDING)
     assert not provisioning.request_resend(active)
+
+
+@pytest.fixture
+def never_texted(open_session, services, run_tasks) -> Account:
+    """An account set up in Coder whose first credentials SMS Twilio kept refusing."""
+    fake_coder, fake_twilio = services
+    account = Account.objects.create(
+        session=open_session, phone=STUDENT_PHONE, expires_at=open_session.expires_at
+    )
+    fake_twilio.fail_next(10, 503)
+    run_tasks(provisioning.provision, account.pk)
+    fake_twilio.clear_failures()
+    account.refresh_from_db()
+    assert (account.status, account.credentials_sent_at) == (AccountStatus.ACTIVE, None)
+    assert account.next_attempt_at is not None  # the recovery (a new password) is scheduled
+    return account
+
+
+def failure_texts(fake_twilio) -> list[str]:
+    return [b for b in texts_to_student(fake_twilio) if b.startswith("Sorry, we could not")]
+
+
+def test_recovery_that_gives_up_tells_the_student_and_fails_the_account(
+    never_texted, services, run_tasks
+):
+    fake_coder, fake_twilio = services
+    long_ago = timezone.now() - timedelta(hours=1)
+    Account.objects.filter(pk=never_texted.pk).update(
+        provisioned_at=long_ago, created_at=long_ago, next_attempt_at=timezone.now()
+    )
+
+    run_tasks(provisioning.redrive_stale, timezone.now())
+
+    never_texted.refresh_from_db()
+    assert never_texted.status == AccountStatus.FAILED
+    assert "No credentials SMS ever reached the student" in never_texted.last_error
+    assert len(failure_texts(fake_twilio)) == 1
+    assert not fake_coder.requests("PUT", "/api/v2/users/")  # no pointless new password
+
+
+def test_recovery_refused_by_coder_for_good_tells_the_student(never_texted, services, run_tasks):
+    fake_coder, fake_twilio = services
+    fake_coder.fail_next(1, 400, method="PUT", path_prefix="/api/v2/users/")
+    Account.objects.filter(pk=never_texted.pk).update(next_attempt_at=timezone.now())
+
+    run_tasks(provisioning.redrive_stale, timezone.now())
+
+    never_texted.refresh_from_db()
+    assert never_texted.status == AccountStatus.FAILED
+    assert "New password not set" in never_texted.last_error
+    assert len(failure_texts(fake_twilio)) == 1
+    # An admin's retry then sets the account up again and texts working credentials.
+    assert provisioning.retry_failed(never_texted)
+    run_tasks(provisioning.provision, never_texted.pk)
+    body = texts_to_student(fake_twilio)[-1]
+    assert fake_coder.login(never_texted.coder_username, password_in(body))
