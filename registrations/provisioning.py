@@ -25,7 +25,7 @@ from django_q.tasks import async_task
 
 from registrations import credentials, sms, texts
 from registrations.coder import CoderClient, CoderError, CoderNotConfigured, User, get_client
-from registrations.models import Account, AccountStatus, OutboundKind, OutboundMessage
+from registrations.models import Account, AccountStatus, OptOut, OutboundKind, OutboundMessage
 
 logger = logging.getLogger(__name__)
 
@@ -372,6 +372,11 @@ def request_resend(account: Account, *, by_admin: bool = False) -> bool:
             return False
         if locked.next_attempt_at is not None:
             return True
+        if OptOut.objects.filter(phone=locked.phone).exists():
+            # Twilio would refuse the SMS, and the new password would lock the student out of
+            # the session they have open: change nothing until they text START.
+            logger.info("account %s: phone opted out; no new password", account.pk)
+            return False
         if not by_admin and resends_in_last_hour(locked, now) >= settings.RESEND_LIMIT_PER_HOUR:
             logger.info("account %s: resend rate-limited", account.pk)
             return False

@@ -191,3 +191,16 @@ def test_recovery_refused_by_coder_for_good_tells_the_student(never_texted, serv
     run_tasks(provisioning.provision, never_texted.pk)
     body = texts_to_student(fake_twilio)[-1]
     assert fake_coder.login(never_texted.coder_username, password_in(body))
+
+
+def test_an_opted_out_phone_keeps_its_password(active, services, run_tasks, send_sms):
+    fake_coder, fake_twilio = services
+    send_sms("STOP")
+
+    assert not run_tasks(provisioning.request_resend, active)
+    send_sms("RESEND")
+
+    assert not fake_coder.requests("PUT", "/api/v2/users/")
+    assert len(texts_to_student(fake_twilio)) == 1  # only the first credentials
+    active.refresh_from_db()
+    assert (active.resend_count, active.next_attempt_at) == (0, None)
