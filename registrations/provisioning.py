@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -366,13 +366,14 @@ def request_resend(account: Account, *, by_admin: bool = False) -> bool:
         locked = (
             Account.objects.select_for_update()
             .filter(pk=account.pk, status=AccountStatus.ACTIVE)
+            .annotate(opted_out=Exists(OptOut.objects.filter(phone=OuterRef("phone"))))
             .first()
         )
         if locked is None or locked.deletion_requested_at:
             return False
         if locked.next_attempt_at is not None:
             return True
-        if OptOut.objects.filter(phone=locked.phone).exists():
+        if locked.opted_out:
             # Twilio would refuse the SMS, and the new password would lock the student out of
             # the session they have open: change nothing until they text START.
             logger.info("account %s: phone opted out; no new password", account.pk)
