@@ -94,10 +94,22 @@ def assert_all_200(answers: list[dict[str, Any]]) -> None:
 
 
 def assert_logins(stack: Stack, phones: list[str]) -> None:
-    """The newest credentials each phone received log into Coder."""
-    sent = credentials_sent(stack.twilio)
-    broken = [p for p in phones if p in sent and not stack.coder.login(*sent[p][-1])]
-    assert not broken, f"texted credentials that do not log in: {broken}"
+    """The newest credentials each phone received log into Coder, once recoveries settle.
+
+    A phone whose first SMS left a killed worker may be mid-recovery when every phone has had
+    one: its new password can be set in Coder a moment before the SMS carrying it is accepted.
+    """
+    broken: list[str] = []
+
+    def all_log_in() -> bool:
+        sent = credentials_sent(stack.twilio)
+        broken[:] = [p for p in phones if p in sent and not stack.coder.login(*sent[p][-1])]
+        return not broken
+
+    try:
+        wait_for(all_log_in, timeout=RECOVERY_TIMEOUT, what="every texted password to log in")
+    except TimeoutError as exc:
+        raise AssertionError(f"texted credentials that do not log in: {broken}") from exc
 
 
 def assert_coder_matches_accounts(stack: Stack) -> None:
