@@ -192,6 +192,32 @@ def coder_account(fake_coder, settings) -> Callable:
     return make
 
 
+def at_once(work: Callable[[], None], workers: int = 2) -> None:
+    """Run `work` in several threads released together; each thread has its own connection."""
+    import threading
+
+    from django.db import connection
+
+    barrier = threading.Barrier(workers)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            work()
+        except BaseException as exc:  # reported in the test's thread below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+
+
 def make_account(session: Session, phone: str | None = STUDENT_PHONE, **fields):
     """Create an Account in a session directly (no provisioning), for admin and CLI tests."""
     from registrations.models import Account

@@ -3,9 +3,7 @@ every account is claimed, and every Coder action done, exactly once."""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -17,7 +15,7 @@ from django_q.signing import SignedPackage
 
 from registrations import cleanup
 from registrations.models import Account, AccountStatus
-from tests.conftest import queued_tasks
+from tests.conftest import at_once, queued_tasks
 
 pytestmark = [
     pytest.mark.postgres,
@@ -31,28 +29,6 @@ pytestmark = [
 ]
 
 STUDENTS = 30
-
-
-def at_once(work: Callable[[], None], workers: int = 2) -> None:
-    """Run `work` in several threads released together; each thread has its own connection."""
-    barrier = threading.Barrier(workers)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            barrier.wait()
-            work()
-        except BaseException as exc:  # reported in the test's thread below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors
 
 
 def be_a_worker() -> None:

@@ -3,7 +3,6 @@ documented cadence, with catch-up off."""
 
 from __future__ import annotations
 
-import threading
 from io import StringIO
 
 import pytest
@@ -16,6 +15,7 @@ from django_q.conf import Conf
 from django_q.models import Schedule
 
 from registrations.schedules import PERIODIC_JOBS, ensure_schedules
+from tests.conftest import at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -104,25 +104,8 @@ def test_duplicates_left_by_an_earlier_run_are_dropped_keeping_the_oldest():
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_several_processes_migrating_at_once_register_each_job_once():
     Schedule.objects.all().delete()
-    workers = 4
-    barrier = threading.Barrier(workers)
-    errors: list[BaseException] = []
 
-    def deploy() -> None:
-        try:
-            barrier.wait()
-            ensure_schedules()
-        except BaseException as exc:  # reported in the test's thread
-            errors.append(exc)
-        finally:
-            connection.close()
+    at_once(ensure_schedules, workers=4)
 
-    threads = [threading.Thread(target=deploy) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert not errors
     assert registered() == EXPECTED
     assert Schedule.objects.count() == len(EXPECTED)

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from registrations import cleanup
 from registrations.models import Account, AccountStatus, DeletionReason, SessionState
-from tests.conftest import queued_tasks
+from tests.conftest import make_account, queued_tasks
 from tests.test_session_validation import form_data
 
 pytestmark = pytest.mark.django_db
@@ -45,9 +45,7 @@ def said(response) -> list[str]:
 def student(session, number: int, **fields) -> Account:
     fields.setdefault("status", AccountStatus.ACTIVE)
     fields.setdefault("coder_username", f"cs-e{number}")
-    fields.setdefault("expires_at", session.expires_at)
-    fields.setdefault("phone", f"+1415555020{number}")
-    return Account.objects.create(session=session, **fields)
+    return make_account(session, fields.pop("phone", f"+1415555020{number}"), **fields)
 
 
 def test_a_later_expiry_reaches_every_live_account_and_they_are_warned_again(
