@@ -42,7 +42,7 @@ class FakeRequest:
 
 @dataclass
 class FakeResponse:
-    """What the fake answers: a JSON-able body (or None for no body) and extra headers."""
+    """What the fake answers: a JSON-able body (None for no body, bytes sent raw) and headers."""
 
     status: int
     body: Any = None
@@ -158,14 +158,18 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _write(self, response: FakeResponse) -> None:
-        payload = b"" if response.body is None else json.dumps(response.body).encode()
+        # bytes go out as they are (a plain-text error, with its own Content-Type header).
+        if isinstance(response.body, bytes):
+            payload = response.body
+        else:
+            payload = b"" if response.body is None else json.dumps(response.body).encode()
         try:
             self.send_response(response.status)
             for name, value in self.server.fake.default_headers().items():
                 self.send_header(name, value)
             for name, value in response.headers.items():
                 self.send_header(name, value)
-            if payload:
+            if payload and not any(k.lower() == "content-type" for k in response.headers):
                 self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()

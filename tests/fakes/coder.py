@@ -1,4 +1,4 @@
-"""A stateful fake Coder server: real HTTP on 127.0.0.1, behaving as coder-api/NOTES.md describes.
+"""A stateful fake Coder server: real HTTP on 127.0.0.1, a twin of REAL Coder (coder/coder).
 
 Usable from pytest (`with FakeCoder() as coder: ...`) and standalone for demos and benchmarks:
 
@@ -7,26 +7,33 @@ Usable from pytest (`with FakeCoder() as coder: ...`) and standalone for demos a
 Request bodies are checked against the definitions in `classroom-subset.json` (Coder's own
 swagger, cut down) and then against the rules the real server enforces on top of its spec
 (name rule, case-insensitive uniqueness, password entropy, 201/409/410/417 answers...).
+
+The fake follows Coder's Go source, not this app: every rule carries a comment naming the Go
+file and function it copies, and tests/test_fake_coder_twin.py pins them. Never bend a rule to
+make the app pass; if Coder changes, change the rule together with its comment and its test.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import math
 import os
 import re
+import secrets
 import signal
+import string
 import sys
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import unquote
 
 from tests.fakes import BaseFakeServer, FailRule, FakeRequest, FakeResponse
 
@@ -37,7 +44,18 @@ API_PREFIX = "/api/v2"
 NEVER = "0001-01-01T00:00:00Z"
 MIN_PASSWORD_ENTROPY = 52.0
 MAX_PASSWORD_BYTES = 64
-PASSWORD_RATE_LIMIT = 60
+# coderd/coderd.go New: options.APIRateLimit defaults to 512, options.LoginRateLimit to 60.
+DEFAULT_API_RATE_LIMIT = 512
+LOGIN_RATE_LIMIT = 60
+# coderd/coderd.go: every limiter is httpmw.RateLimit(count, time.Minute).
+RATE_LIMIT_WINDOW_SECONDS = 60
+# coderd/userpassword/userpassword.go Compare: an empty hash (no such user, or a user without a
+# password) is compared against a hash of "hunter2", to keep the timing of a real comparison.
+SIMULATED_PASSWORD = "hunter2"
+# codersdk/name.go UserRealNameValid: at most 128 characters, no surrounding spaces.
+MAX_REAL_NAME_LENGTH = 128
+# coderd/httpmw/apikey.go ExtractAPIKey: LastUsed (and the user's last_seen_at) move at most hourly.
+API_KEY_TOUCH_SECONDS = 3600
 
 # Where the API subset lives: an explicit override, a copy inside the repository, or the shared one.
 SPEC_CANDIDATES = (
@@ -48,8 +66,72 @@ SPEC_CANDIDATES = (
 )
 
 _NAME_RE = re.compile(r"[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*")
-# Lenient on purpose: Coder checks syntax only, and the app uses a reserved ".invalid" domain.
-_EMAIL_RE = re.compile(r"[^@\s]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*")
+
+
+# go-playground/validator regexes.go emailRegexString is the `validate:"email"` tag Coder's
+# request structs use (codersdk/users.go). Its regex backtracks exponentially in Python's engine
+# (Go's RE2 does not), so it is ported as the language it accepts, checked in linear time:
+#   local "@" domain, split at the last "@";
+#   local  = dot-atom (atom chars and single inner dots) or a quoted string;
+#   domain = (label ".")+ tld ["."], label: inner chars starting and ending with a letter or
+#            digit, tld: inner chars starting and ending with a letter; inner = letter, digit,
+#            "-", "." or "~". (label ".")+ accepts exactly what one label + "." accepts, since
+#            labels may hold dots.
+# "Letter" includes the regex's Unicode ranges; "digit" is ASCII 0-9 (RE2's \d).
+_ATOM_SPECIALS = frozenset("!#$%&'*+-/=?^_`{|}~")
+
+
+def _email_unicode(char: str) -> bool:
+    code = ord(char)
+    return 0xA0 <= code <= 0xD7FF or 0xF900 <= code <= 0xFDCF or 0xFDF0 <= code <= 0xFFEF
+
+
+def _email_alpha(char: str) -> bool:
+    return ("a" <= char <= "z") or ("A" <= char <= "Z") or _email_unicode(char)
+
+
+def _email_alnum(char: str) -> bool:
+    return _email_alpha(char) or "0" <= char <= "9"
+
+
+def _email_local_ok(local: str) -> bool:
+    if len(local) >= 2 and local[0] == local[-1] == '"':
+        body = local[1:-1]
+        for k, char in enumerate(body):
+            if char == "\n":
+                # Only inside folding white space: CR LF followed by a space or a tab.
+                if k == 0 or body[k - 1] != "\r" or k + 1 >= len(body) or body[k + 1] not in " \t":
+                    return False
+            elif not ("\x01" <= char <= "\x7f" or _email_unicode(char)):
+                return False
+        return True
+    if not local or local[0] == "." or local[-1] == "." or ".." in local:
+        return False
+    return all(c == "." or _email_alnum(c) or c in _ATOM_SPECIALS for c in local)
+
+
+def _email_domain_ok(domain: str) -> bool:
+    candidates = [domain] + ([domain[:-1]] if domain.endswith(".") else [])
+    for text in candidates:
+        if len(text) < 3 or not _email_alnum(text[0]) or not _email_alpha(text[-1]):
+            continue
+        if not all(_email_alnum(c) or c in "-.~" for c in text):
+            continue
+        # Some "." with a letter/digit before it (end of the label) and a letter after it
+        # (start of the tld).
+        if any(
+            text[j] == "." and _email_alnum(text[j - 1]) and _email_alpha(text[j + 1])
+            for j in range(1, len(text) - 1)
+        ):
+            return True
+    return False
+
+
+def is_email(value: str) -> bool:
+    """go-playground/validator's `email` tag (regexes.go emailRegexString), as Coder checks it."""
+    local, at, domain = value.rpartition("@")
+    return bool(at) and _email_local_ok(local) and _email_domain_ok(domain)
+
 
 USER_QUERY_KEYS = {
     "status",
@@ -287,9 +369,20 @@ class ApiError(Exception):
         message: str,
         detail: str = "",
         validations: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
-        self.response = FakeResponse(status, _error_body(message, detail, validations))
+        self.response = FakeResponse(
+            status, _error_body(message, detail, validations), dict(headers or {})
+        )
+
+
+class _Answer(Exception):
+    """Raised to send a ready-made response (a middleware's refusal, e.g. httprate's 428)."""
+
+    def __init__(self, response: FakeResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
 
 
 def _error_body(
@@ -305,6 +398,29 @@ def _error_body(
 
 def _validation(field_name: str, detail: str) -> dict[str, str]:
     return {"field": field_name, "detail": detail}
+
+
+def _tag_failed(field_name: str, tag: str, value: str) -> dict[str, str]:
+    """httpapi.go Read: one go-playground validation error, as Coder words it."""
+    return _validation(field_name, f'Validation failed for tag "{tag}" with value: "{value}"')
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON kind encoding/json names in an UnmarshalTypeError."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _password_matches(stored: str, given: str) -> bool:
+    """coderd/userpassword/userpassword.go Compare (the fake keeps passwords in clear)."""
+    return (stored or SIMULATED_PASSWORD) == given
 
 
 class LoggedRequest(NamedTuple):
@@ -395,36 +511,146 @@ class _Workspace:
     automatic_updates: str
     rich_parameter_values: list[dict[str, str]]
     builds: list[_Build] = field(default_factory=list)
+    # provisionerdserver CompleteJob sets workspaces.deleted when a delete build succeeds; no
+    # later build clears it (a new delete build on a deleted workspace leaves it deleted).
+    deleted: bool = False
 
     @property
     def latest(self) -> _Build:
         return self.builds[-1]
 
 
+@dataclass
+class _Session:
+    """An API key: the owner's configured token, or a session token from POST /users/login."""
+
+    user_id: str
+    # coderd/apikey/apikey.go Generate: a new key has LastUsed = time.Time{} (never).
+    last_used: datetime | None = None
+
+
+class _HttpRate:
+    """One go-chi/httprate limiter (limiter.go Handler, calculateRate; local_counter.go).
+
+    Fixed windows aligned on the clock (time.Now().UTC().Truncate(window)); a request is
+    refused when round(previous * (window - elapsed) / window + current) + 1 > limit, and only
+    requests let through are counted. Every limiter instance (httpmw.RateLimit call) has its
+    own counters.
+    """
+
+    def __init__(self, window: float = RATE_LIMIT_WINDOW_SECONDS) -> None:
+        self.window = window
+        self._counts: dict[str, dict[float, int]] = {}
+
+    def hit(self, key: str, limit: int, now: float) -> tuple[bool, dict[str, str]]:
+        """Count one request under `key`; (allowed, the headers httprate sets)."""
+        current = math.floor(now / self.window) * self.window
+        previous = current - self.window
+        counts = self._counts.setdefault(key, {})
+        for start in [w for w in counts if w < previous]:
+            del counts[start]
+        elapsed = now - current
+        estimate = counts.get(previous, 0) * (self.window - elapsed) / self.window
+        rate = math.floor(estimate + counts.get(current, 0) + 0.5)  # Go's math.Round
+        headers = {
+            "X-Ratelimit-Limit": str(limit),
+            "X-Ratelimit-Reset": str(int(current + self.window)),
+        }
+        if rate + 1 > limit:
+            headers["X-Ratelimit-Remaining"] = str(limit - rate)
+            # RFC 6585: httprate always sends the whole window, not the time left.
+            headers["Retry-After"] = str(int(self.window))
+            return False, headers
+        counts[current] = counts.get(current, 0) + 1
+        headers["X-Ratelimit-Remaining"] = str(limit - rate - 1)
+        return True, headers
+
+
+def _canonical_ip(ip: str) -> str:
+    """go-chi/httprate httprate.go canonicalizeIP: IPv4 as is, IPv6 by its /64 prefix."""
+    first = next((c for c in ip if c in ".:"), "")
+    if first != ":":
+        return ip
+    try:
+        network = ipaddress.ip_network(f"{ip}/64", strict=False)
+    except ValueError:
+        return ip
+    return str(network.network_address)
+
+
+def _go_parse_bool(value: str) -> bool | None:
+    """strconv.ParseBool: the spellings Go accepts, None for anything else."""
+    if value in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if value in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    return None
+
+
+def _like(pattern: str, text: str) -> bool:
+    """Postgres ILIKE: % is any run, _ any one character, backslash escapes; case-insensitive."""
+    regex, escaped = [], False
+    for char in pattern:
+        if escaped:
+            regex.append(re.escape(char))
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "%":
+            regex.append(".*")
+        elif char == "_":
+            regex.append(".")
+        else:
+            regex.append(re.escape(char))
+    return re.fullmatch("".join(regex), text, re.IGNORECASE | re.DOTALL) is not None
+
+
 class _Route(NamedTuple):
     method: str
     pattern: re.Pattern[str]
     handler: str
+    # coderd/coderd.go: which routes sit behind apiKeyMiddleware, and which have their own
+    # httpmw.RateLimit(options.LoginRateLimit, time.Minute) group.
+    auth: bool
+    limiter: str | None
+    # Whether the fake models a member's own session token on this route (see _authorize).
+    member_self: bool
 
 
-def _route(method: str, pattern: str, handler: str) -> _Route:
-    return _Route(method, re.compile(pattern), handler)
+def _route(
+    method: str,
+    pattern: str,
+    handler: str,
+    *,
+    auth: bool = True,
+    limiter: str | None = None,
+    member_self: bool = False,
+) -> _Route:
+    return _Route(method, re.compile(pattern), handler, auth, limiter, member_self)
 
 
 SEG = r"(?P<{}>[^/]+)"
 ROUTES = (
-    _route("GET", r"/buildinfo", "_buildinfo"),
+    # coderd/coderd.go: /buildinfo has no apiKeyMiddleware.
+    _route("GET", r"/buildinfo", "_buildinfo", auth=False),
     _route("GET", r"/users", "_list_users"),
     _route("POST", r"/users", "_create_user"),
-    _route("POST", r"/users/validate-password", "_validate_password"),
-    _route("GET", r"/users/" + SEG.format("user"), "_get_user"),
+    # coderd/coderd.go: /users/login and /users/validate-password share the LoginRateLimit
+    # group and are not behind apiKeyMiddleware: no token needed.
+    _route("POST", r"/users/login", "_login", auth=False, limiter="login"),
+    _route("POST", r"/users/validate-password", "_validate_password", auth=False, limiter="login"),
+    _route("GET", r"/users/" + SEG.format("user"), "_get_user", member_self=True),
     _route("DELETE", r"/users/" + SEG.format("user"), "_delete_user"),
     _route(
         "PUT",
         r"/users/" + SEG.format("user") + r"/status/(?P<action>suspend|activate)",
         "_set_status",
     ),
-    _route("PUT", r"/users/" + SEG.format("user") + r"/password", "_set_password"),
+    _route("PUT", r"/users/" + SEG.format("user") + r"/profile", "_put_profile", member_self=True),
+    # Its own RateLimit sits after ExtractUserParam (coderd.go), so _set_password applies it.
+    _route(
+        "PUT", r"/users/" + SEG.format("user") + r"/password", "_set_password", member_self=True
+    ),
     _route("POST", r"/users/" + SEG.format("user") + r"/workspaces", "_create_workspace"),
     _route(
         "POST",
@@ -448,8 +674,15 @@ class FakeCoder(BaseFakeServer):
     """An in-memory Coder deployment behind a real HTTP server.
 
     Knobs (attributes; change them at any time): `latency`, `down`, `build_polls`,
-    `build_seconds`, `fail_delete_builds`, `fail_start_builds`, `rate_limit_per_minute`;
+    `build_seconds`, `fail_delete_builds`, `fail_start_builds`, `rate_limit_per_minute` (None:
+    no rate limiting at all; a number: Coder's API limit, plus the login/password limits of
+    `login_rate_limit_per_minute`), `clock` (wall-clock seconds, for the rate-limit windows);
     and `fail_next(n, status, method=, path_prefix=, retry_after=)`.
+
+    Tokens: the owner's `token`, and the session tokens POST /users/login hands out. A member's
+    session token is modelled only for the member's own GET /users/{user}, PUT .../profile and
+    PUT .../password; anywhere else the fake refuses it with 403 (a limit of the fake, said so
+    in the answer's detail), rather than guess Coder's RBAC.
 
     Builds: each stage (job pending, then running) lasts `build_polls` GETs that show the build
     (GET /workspacebuilds/{id}, GET /workspaces[/{id}[/builds]]) or `build_seconds` seconds,
@@ -479,10 +712,15 @@ class FakeCoder(BaseFakeServer):
         self.fail_delete_builds = 0
         self.fail_start_builds = 0
         self.rate_limit_per_minute = rate_limit_per_minute
+        self.login_rate_limit_per_minute = LOGIN_RATE_LIMIT
+        self.clock = time.time
         self.deployment_id = str(uuid.uuid4())
         self._schema = _SchemaChecker(load_spec(spec_path))
         self._records: list[RecordedRequest] = []
-        self._rate_windows: dict[tuple[str, str], deque[float]] = {}
+        # coderd/coderd.go: apiRateLimiter, the /users login group's limiter and the /password
+        # route's limiter are three httpmw.RateLimit instances, each with its own counters.
+        self._limiters = {"api": _HttpRate(), "login": _HttpRate(), "password": _HttpRate()}
+        self._sessions: dict[str, _Session] = {}
         self._orgs: dict[str, _Org] = {}
         self._templates: dict[str, _Template] = {}
         self._users: dict[str, _User] = {}
@@ -497,6 +735,7 @@ class FakeCoder(BaseFakeServer):
             status="active",
             roles=[{"name": "owner", "display_name": "Owner", "organization_id": ""}],
         )
+        self._owner_session = _Session(self.owner.id)
 
     # Seeding and introspection helpers for tests.
 
@@ -544,12 +783,17 @@ class FakeCoder(BaseFakeServer):
         status: str = "active",
         login_type: str = "password",
     ) -> dict[str, Any]:
-        """Seed a member of the default organization, bypassing the API's checks."""
+        """Seed a member of the default organization, bypassing the API's checks.
+
+        A user whose login type is not "password" gets no password, whatever is passed:
+        coderd/users.go CreateUser only hashes a password that was given, and postUser refuses
+        one for other login types.
+        """
         with self._lock:
             user = self._add_user(
                 username,
                 email or f"{username}@example.com",
-                password,
+                password if login_type == "password" else "",
                 status=status,
                 login_type=login_type,
             )
@@ -604,20 +848,8 @@ class FakeCoder(BaseFakeServer):
                 if ws.owner_id == user.id and not self._is_deleted(ws)
             ]
 
-    def login(self, username: str, password: str) -> bool:
-        """Log in as the user would with the texted credentials; a dormant user becomes active."""
-        with self._lock:
-            user = self._user_by_name(username)
-            ok = (
-                user is not None
-                and user.login_type == "password"
-                and user.status != "suspended"
-                and user.password == password
-            )
-            if ok and user is not None:
-                user.last_seen_at = _now()
-                user.status = "active"
-            return ok
+    # There is deliberately no Python shortcut to log a user in: a student logs in over HTTP
+    # with the email and password texted to them (tests/student.py), as Coder requires.
 
     # HTTP dispatch.
 
@@ -635,14 +867,25 @@ class FakeCoder(BaseFakeServer):
         if not request.path.startswith(API_PREFIX + "/"):
             return FakeResponse(404, _error_body("Route not found."))
         path = request.path[len(API_PREFIX) :]
-        limited = self._rate_limited(request, path)
-        if limited is not None:
-            return limited
-        if not (request.method == "GET" and path == "/buildinfo"):
-            denied = self._check_token(request)
-            if denied is not None:
-                return denied
-        return self._route(request, path)
+        headers: dict[str, str] = {}
+        try:
+            with self._lock:
+                # coderd/coderd.go: apiRateLimiter is the first middleware of /api/v2, before
+                # routing and before any API key is read, so it keys by client IP and path.
+                self._limit(request, "api", self.rate_limit_per_minute, None, headers)
+                route, params = self._match(request, path)
+                if route.limiter == "login":
+                    limit = self._login_limit()
+                    self._limit(request, "login", limit, None, headers)
+                actor = self._authenticate(request) if route.auth else None
+                self._authorize(route, actor)
+                response: FakeResponse = getattr(self, route.handler)(
+                    request, actor, headers, **params
+                )
+        except (ApiError, _Answer) as exc:
+            response = exc.response
+        response.headers = {**headers, **response.headers}
+        return response
 
     def received(self, request: FakeRequest) -> None:
         body: Any = None
@@ -658,65 +901,127 @@ class FakeCoder(BaseFakeServer):
     def _injected(self, rule: FailRule) -> FakeResponse:
         headers = {}
         if rule.status == 429:
-            headers["Retry-After"] = rule.retry_after or "1"
-            message = "You've been rate limited for sending more than 512 requests in 1m0s."
+            # go-chi/httprate limiter.go Handler: Retry-After is always the whole window (60s).
+            headers["Retry-After"] = rule.retry_after or str(RATE_LIMIT_WINDOW_SECONDS)
+            limit = self.rate_limit_per_minute or DEFAULT_API_RATE_LIMIT
+            message = f"You've been rate limited for sending more than {limit} requests in 1m0s."
         else:
             if rule.retry_after is not None:
                 headers["Retry-After"] = rule.retry_after
             message = "Injected failure from the fake Coder server."
         return FakeResponse(rule.status, _error_body(message), headers)
 
-    def _rate_limited(self, request: FakeRequest, path: str) -> FakeResponse | None:
-        limit = self.rate_limit_per_minute
-        if limit is None:
-            return None
-        # Current Coder keys the general limit by client IP only (coder/coder#20857).
-        checks = [(("all", request.client_ip), limit)]
-        if (request.method == "PUT" and re.fullmatch(r"/users/[^/]+/password", path)) or (
-            request.method == "POST" and path == "/users/validate-password"
-        ):
-            checks.append((("password", request.client_ip), PASSWORD_RATE_LIMIT))
-        now = time.monotonic()
-        with self._lock:
-            for key, key_limit in checks:
-                window = self._rate_windows.setdefault(key, deque())
-                while window and window[0] <= now - 60:
-                    window.popleft()
-                if len(window) >= key_limit:
-                    retry_after = max(1, math.ceil(window[0] + 60 - now))
-                    message = (
-                        f"You've been rate limited for sending more than {key_limit} "
-                        "requests in 1m0s."
-                    )
-                    return FakeResponse(
-                        429,
-                        _error_body(message),
+    # Middleware: rate limits, API keys.
+
+    def _login_limit(self) -> int | None:
+        # Rate limiting is all on or all off in the fake: on, the login/password limiters use
+        # coderd.go's options.LoginRateLimit (60).
+        return None if self.rate_limit_per_minute is None else self.login_rate_limit_per_minute
+
+    def _limit(
+        self,
+        request: FakeRequest,
+        name: str,
+        limit: int | None,
+        actor: _User | None,
+        headers: dict[str, str],
+    ) -> None:
+        """coderd/httpmw/ratelimit.go RateLimit: httprate keyed by user-or-IP, then endpoint."""
+        if limit is None or limit <= 0:
+            return  # ratelimit.go: count <= 0 means no limiter at all
+        if actor is None:
+            # No API key in the context yet: httprate.KeyByIP.
+            who = _canonical_ip(request.client_ip)
+        else:
+            bypass = _go_parse_bool(request.header("X-Coder-Bypass-Ratelimit"))
+            if not bypass:
+                who = actor.id
+            elif self._is_owner(actor):
+                return  # a random key per request: owners bypass this limiter
+            else:
+                # The key func errs; httprate limiter.go answers 428 with http.Error's text.
+                text = '"X-Coder-Bypass-Ratelimit" provided but user is not owner\n'
+                raise _Answer(
+                    FakeResponse(
+                        428,
+                        text.encode(),
                         {
-                            "Retry-After": str(retry_after),
-                            "X-Ratelimit-Limit": str(key_limit),
-                            "X-Ratelimit-Remaining": "0",
+                            "Content-Type": "text/plain; charset=utf-8",
+                            "X-Content-Type-Options": "nosniff",
                         },
                     )
-            for key, _ in checks:
-                self._rate_windows[key].append(now)
-        return None
+                )
+        # httprate.KeyByEndpoint: r.URL.Path (decoded, without the query); composed "ip:path:".
+        key = f"{who}:{unquote(request.path)}:"
+        allowed, limit_headers = self._limiters[name].hit(key, limit, self.clock())
+        headers.update(limit_headers)
+        if not allowed:
+            message = f"You've been rate limited for sending more than {limit} requests in 1m0s."
+            raise ApiError(429, message, headers=dict(headers))
 
-    def _check_token(self, request: FakeRequest) -> FakeResponse | None:
+    def _authenticate(self, request: FakeRequest) -> _User:
+        """coderd/httpmw/apikey.go ExtractAPIKey, for the owner's token and login sessions."""
         token = request.header("Coder-Session-Token")
         if not token:
-            return FakeResponse(
+            raise ApiError(401, 'Cookie "coder_session_token" or query parameter must be provided.')
+        session = self._owner_session if token == self.token else self._sessions.get(token)
+        user = self._users.get(session.user_id) if session is not None else None
+        if session is None or user is None:
+            raise ApiError(401, "API key is invalid.", "The API key secret is invalid.")
+        now = _now()
+        # apikey.go: LastUsed moves at most hourly, and with it the user's last_seen_at
+        # (UpdateUserLastSeenAt also sets updated_at).
+        if session.last_used is None or (now - session.last_used).total_seconds() > (
+            API_KEY_TOUCH_SECONDS
+        ):
+            session.last_used = now
+            user.last_seen_at = now
+            user.updated_at = now
+        # apikey.go: a dormant user is activated by using a key; any other inactive status
+        # is refused.
+        if user.status == "dormant":
+            user.status = "active"
+            user.updated_at = now
+        if user.status != "active":
+            raise ApiError(
                 401,
-                _error_body('Cookie "coder_session_token" or query parameter must be provided.'),
+                f'User is not active (status = "{user.status}"). '
+                "Contact an admin to reactivate your account.",
             )
-        if token != self.token:
-            return FakeResponse(
-                401, _error_body("API key is invalid.", "The API key secret is invalid.")
-            )
-        return None
+        return user
 
-    def _route(self, request: FakeRequest, path: str) -> FakeResponse:
-        from urllib.parse import unquote
+    @staticmethod
+    def _is_owner(user: _User) -> bool:
+        return any(role.get("name") == "owner" for role in user.roles)
 
+    def _authorize(self, route: _Route, actor: _User | None) -> None:
+        """The fake's line on members: only their own user routes (no guessing at RBAC)."""
+        if actor is None or self._is_owner(actor) or route.member_self:
+            return
+        raise self._member_refused()
+
+    @staticmethod
+    def _member_refused() -> ApiError:
+        return ApiError(
+            403,
+            "Forbidden.",
+            "FakeCoder models a member's session token only on their own GET /users/{user}, "
+            "PUT /users/{user}/profile and PUT /users/{user}/password.",
+        )
+
+    def _new_session(self, user: _User) -> str:
+        """coderd/apikey/apikey.go Generate: "<10-char id>-<22-char secret>", never used yet."""
+        alphabet = string.ascii_letters + string.digits
+        key_id = "".join(secrets.choice(alphabet) for _ in range(10))
+        secret = "".join(secrets.choice(alphabet) for _ in range(22))
+        token = f"{key_id}-{secret}"
+        self._sessions[token] = _Session(user.id)
+        return token
+
+    def _drop_sessions(self, user: _User) -> None:
+        self._sessions = {t: s for t, s in self._sessions.items() if s.user_id != user.id}
+
+    def _match(self, request: FakeRequest, path: str) -> tuple[_Route, dict[str, str]]:
         path_matched = False
         for route in ROUTES:
             match = route.pattern.fullmatch(path)
@@ -725,17 +1030,53 @@ class FakeCoder(BaseFakeServer):
             path_matched = True
             if route.method != request.method:
                 continue
-            params = {k: unquote(v) for k, v in match.groupdict().items()}
-            try:
-                with self._lock:
-                    return getattr(self, route.handler)(request, **params)
-            except ApiError as exc:
-                return exc.response
+            return route, {k: unquote(v) for k, v in match.groupdict().items()}
         if path_matched:
-            return FakeResponse(405, _error_body("Method not allowed."))
-        return FakeResponse(404, _error_body("Route not found."))
+            raise ApiError(405, "Method not allowed.")
+        # coderd/coderd.go: /api/v2's NotFound handler, httpapi.RouteNotFound.
+        raise ApiError(404, "Route not found.")
 
     # Request body checks.
+
+    def _read_strings(
+        self, request: FakeRequest, go_type: str, fields: tuple[str, ...]
+    ) -> dict[str, str]:
+        """coderd/httpapi/httpapi.go Read's json.Decode into a struct of string fields.
+
+        Go's encoding/json matches keys case-insensitively (an exact match first), leaves a
+        field at "" for a missing key or a null, and fails on a value of another type.
+        """
+        if not request.body:
+            raise ApiError(400, "Request body must be valid JSON.", "EOF")
+        try:
+            body = json.loads(request.body)
+        except ValueError as exc:
+            raise ApiError(400, "Request body must be valid JSON.", str(exc)) from None
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise ApiError(
+                400,
+                "Request body must be valid JSON.",
+                f"json: cannot unmarshal {_json_kind(body)} into Go value of type {go_type}",
+            )
+        values: dict[str, str] = {}
+        for name in fields:
+            key = name if name in body else next((k for k in body if k.lower() == name), None)
+            value = body.get(key) if key is not None else None
+            if value is None:
+                values[name] = ""
+            elif isinstance(value, str):
+                values[name] = value
+            else:
+                struct = go_type.rsplit(".", 1)[-1]
+                raise ApiError(
+                    400,
+                    "Request body must be valid JSON.",
+                    f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
+                    f"{struct}.{name} of type string",
+                )
+        return values
 
     def _body(self, request: FakeRequest, definition: str) -> dict[str, Any]:
         """Decode and check a body as Coder's httpapi.Read does (JSON, then field rules)."""
@@ -801,21 +1142,35 @@ class FakeCoder(BaseFakeServer):
             None,
         )
 
-    def _user_param(self, value: str, *, allow_deleted_id: bool = False) -> _User:
+    def _user_by_email(self, email: str) -> _User | None:
+        # coderd/database/queries/users.sql GetUserByEmailOrUsername with Username "" (as
+        # userauth.go loginRequest calls it): LOWER(email) = LOWER(@email), deleted = false.
+        wanted = email.lower()
+        return next(
+            (u for u in self._users.values() if not u.deleted and u.email.lower() == wanted),
+            None,
+        )
+
+    def _user_param(self, value: str, actor: _User | None) -> _User:
+        """coderd/httpmw/userparam.go extractUserContext: "me", a UUID, or a username.
+
+        "me" and a UUID go through GetUserByID, which does not filter deleted rows, so a
+        deleted user is found by id on every /users/{user} route. A username goes through
+        GetUserByEmailOrUsername, which never finds a deleted user.
+        """
         user: _User | None
         if value == "me":
-            user = self.owner
+            user = actor
         elif _is_uuid(value):
             user = self._users.get(str(uuid.UUID(value)))
-            # By UUID Coder still finds deleted users, which is why NOTES warns against it.
-            if user is not None and user.deleted and not allow_deleted_id:
-                user = None
         else:
             user = self._user_by_name(value)
         if user is None:
             raise ApiError(
                 400, '"user" must be an existing uuid or username.', f'queried user="{value}"'
             )
+        if actor is not None and not self._is_owner(actor) and user.id != actor.id:
+            raise self._member_refused()
         return user
 
     def _workspace_param(self, value: str) -> _Workspace:
@@ -850,12 +1205,18 @@ class FakeCoder(BaseFakeServer):
         return self._stage_now(build, observe=False) < 2
 
     def _is_deleted(self, workspace: _Workspace) -> bool:
+        """workspaces.deleted, set once a delete build's job succeeds (never unset)."""
         latest = workspace.latest
-        return (
-            latest.transition == "delete"
+        if (
+            not workspace.deleted
+            and latest.transition == "delete"
             and not latest.fail
             and self._stage_now(latest, observe=False) == 2
-        )
+        ):
+            # provisionerdserver CompleteJob: UpdateWorkspaceDeletedByID on a successful delete;
+            # a failed delete (FailJob) leaves the workspace alive.
+            workspace.deleted = True
+        return workspace.deleted
 
     def _new_build(self, workspace: _Workspace, transition: str, fail: bool) -> _Build:
         number = workspace.builds[-1].build_number + 1 if workspace.builds else 1
@@ -1039,7 +1400,9 @@ class FakeCoder(BaseFakeServer):
 
     # Handlers: one per route, each returning the body the real server gives.
 
-    def _buildinfo(self, request: FakeRequest) -> FakeResponse:
+    def _buildinfo(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str]
+    ) -> FakeResponse:
         return FakeResponse(
             200,
             {
@@ -1056,21 +1419,29 @@ class FakeCoder(BaseFakeServer):
             },
         )
 
-    def _list_organizations(self, request: FakeRequest) -> FakeResponse:
+    def _list_organizations(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str]
+    ) -> FakeResponse:
         orgs = sorted(self._orgs.values(), key=lambda o: (not o.is_default, o.name))
         return FakeResponse(200, [self._org_json(o) for o in orgs])
 
-    def _get_organization(self, request: FakeRequest, org: str) -> FakeResponse:
+    def _get_organization(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str], org: str
+    ) -> FakeResponse:
         return FakeResponse(200, self._org_json(self._org_param(org)))
 
-    def _org_templates(self, request: FakeRequest, org: str) -> FakeResponse:
+    def _org_templates(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str], org: str
+    ) -> FakeResponse:
         org_id = self._org_param(org).id
         templates = [t for t in self._templates.values() if t.organization_id == org_id]
         return FakeResponse(
             200, [self._template_json(t) for t in sorted(templates, key=lambda t: t.name.lower())]
         )
 
-    def _search_templates(self, request: FakeRequest) -> FakeResponse:
+    def _search_templates(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str]
+    ) -> FakeResponse:
         terms, filters = self._parse_query(request.param("q"), TEMPLATE_QUERY_KEYS, "template")
         templates = sorted(self._templates.values(), key=lambda t: t.name.lower())
         return FakeResponse(
@@ -1099,7 +1470,9 @@ class FakeCoder(BaseFakeServer):
         ]
         return all(checks)
 
-    def _get_template(self, request: FakeRequest, template: str) -> FakeResponse:
+    def _get_template(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str], template: str
+    ) -> FakeResponse:
         if not _is_uuid(template):
             raise ApiError(400, f'Invalid UUID "{template}".')
         found = self._templates.get(str(uuid.UUID(template)))
@@ -1107,10 +1480,102 @@ class FakeCoder(BaseFakeServer):
             raise ApiError(404, "Resource not found or you do not have access to this resource")
         return FakeResponse(200, self._template_json(found))
 
-    def _get_user(self, request: FakeRequest, user: str) -> FakeResponse:
-        return FakeResponse(200, self._user_json(self._user_param(user, allow_deleted_id=True)))
+    def _get_user(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str], user: str
+    ) -> FakeResponse:
+        # coderd/users.go userByName: whatever ExtractUserParam found, a deleted row by id too.
+        return FakeResponse(200, self._user_json(self._user_param(user, actor)))
 
-    def _list_users(self, request: FakeRequest) -> FakeResponse:
+    def _login(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str]
+    ) -> FakeResponse:
+        """coderd/userauth.go postLogin and loginRequest."""
+        body = self._read_strings(
+            request, "codersdk.LoginWithPasswordRequest", ("email", "password")
+        )
+        email, password = body["email"], body["password"]
+        # codersdk/users.go LoginWithPasswordRequest: email `validate:"required,email"`,
+        # password `validate:"required"`; httpapi.Read reports each failing field.
+        validations = []
+        if not email:
+            validations.append(_tag_failed("email", "required", email))
+        elif not is_email(email):
+            validations.append(_tag_failed("email", "email", email))
+        if not password:
+            validations.append(_tag_failed("password", "required", password))
+        if validations:
+            raise ApiError(400, "Validation failed.", validations=validations)
+        # loginRequest: GetUserByEmailOrUsername(Email: req.Email) looks up by email only
+        # (case-insensitively, live users only); a missing user compares as an empty hash.
+        user = self._user_by_email(email)
+        if not _password_matches(user.password if user else "", password):
+            raise ApiError(401, "Incorrect email or password.")
+        login_type = user.login_type if user else ""
+        if login_type != "password":
+            # Reached only when the password matched: for a user without a password (or no
+            # user at all) that is userpassword.Compare's simulated "hunter2".
+            raise ApiError(
+                403,
+                'Incorrect login type, attempting to use "password" but user is of login '
+                f'type "{login_type}"',
+            )
+        assert user is not None
+        now = _now()
+        # loginRequest: ActivateDormantUser (UpdateUserStatus sets status and updated_at only).
+        if user.status == "dormant":
+            user.status = "active"
+            user.updated_at = now
+        if user.status != "active":
+            raise ApiError(
+                401,
+                f"Your account is {user.status}. Contact an admin to reactivate your account.",
+            )
+        # postLogin: createAPIKey stores a key whose LastUsed is zero; last_seen_at moves the
+        # first time the key is used (httpmw/apikey.go), not here.
+        token = self._new_session(user)
+        return FakeResponse(
+            201,
+            {"session_token": token},
+            {"Set-Cookie": f"coder_session_token={token}; Path=/; HttpOnly; SameSite=Lax"},
+        )
+
+    def _put_profile(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str], user: str
+    ) -> FakeResponse:
+        """coderd/users.go putUserProfile."""
+        target = self._user_param(user, actor)
+        body = self._read_strings(
+            request, "codersdk.UpdateUserProfileRequest", ("username", "name")
+        )
+        username, name = body["username"], body["name"]
+        # codersdk/users.go UpdateUserProfileRequest: username `validate:"required,username"`,
+        # name `validate:"user_real_name"` (codersdk/name.go UserRealNameValid).
+        validations = []
+        if not username:
+            validations.append(_tag_failed("username", "required", username))
+        elif name_problem(username):
+            validations.append(_tag_failed("username", "username", username))
+        if len(name) > MAX_REAL_NAME_LENGTH or name != name.strip():
+            validations.append(_tag_failed("name", "user_real_name", name))
+        if validations:
+            raise ApiError(400, "Validation failed.", validations=validations)
+        # GetUserByEmailOrUsername(Username: ...): a live user with that name, any case.
+        existing = self._user_by_name(username)
+        if existing is not None and existing.id != target.id:
+            raise ApiError(
+                409,
+                "A user with this username already exists.",
+                validations=[_validation("username", "This username is already in use.")],
+            )
+        # UpdateUserProfile writes the name as sent: leaving "name" out clears it.
+        target.username = username
+        target.name = name
+        target.updated_at = _now()
+        return FakeResponse(200, self._user_json(target))
+
+    def _list_users(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str]
+    ) -> FakeResponse:
         terms, filters = self._parse_query(request.param("q"), USER_QUERY_KEYS, "user")
         users = sorted(
             (
@@ -1128,10 +1593,13 @@ class FakeCoder(BaseFakeServer):
         return FakeResponse(200, {"users": [self._user_json(u) for u in page], "count": len(users)})
 
     def _user_matches(self, user: _User, terms: list[str], filters: dict[str, str]) -> bool:
-        text = (user.username + " " + user.email).lower()
         role_names = {r["name"] for r in user.roles} | {"member"}
         checks = [
-            all(term in text for term in terms),
+            # users.sql GetUsers: email ILIKE '%search%' OR username ILIKE '%search%'.
+            all(
+                _like(f"%{term}%", user.email) or _like(f"%{term}%", user.username)
+                for term in terms
+            ),
             "status" not in filters or user.status in filters["status"].split(","),
             "role" not in filters or filters["role"] in role_names,
             "name" not in filters or filters["name"] in user.name.lower(),
@@ -1193,7 +1661,9 @@ class FakeCoder(BaseFakeServer):
             raise ApiError(400, "Query parameters have invalid values.")
         return items[offset : offset + limit] if limit else items[offset:]
 
-    def _create_user(self, request: FakeRequest) -> FakeResponse:
+    def _create_user(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str]
+    ) -> FakeResponse:
         body = self._body(request, "codersdk.CreateUserRequestWithOrgs")
         self._check_user_fields(body)
         login_type = body.get("login_type") or "password"
@@ -1206,11 +1676,15 @@ class FakeCoder(BaseFakeServer):
         if not org_ids and body.get("organization_id"):
             org_ids = [body["organization_id"]]  # the pre-multi-org field is still honoured
         if not org_ids:
+            # coderd/users.go postUser.
             raise ApiError(
                 400,
                 "No organization specified to place the user as a member of. It is required "
                 "to specify at least one organization id to place the user in.",
-                validations=[_validation("organization_ids", "required at least 1 value")],
+                "required at least 1 value for the array 'organization_ids'",
+                validations=[
+                    _validation("organization_ids", "Missing values, this cannot be empty")
+                ],
             )
         if self._user_by_name(body["username"]) or self._email_taken(body["email"]):
             raise ApiError(409, "User already exists.")
@@ -1250,7 +1724,7 @@ class FakeCoder(BaseFakeServer):
                     "username", f'Validation failed for tag "{tag}" with value: "{username}"'
                 )
             )
-        if not email or not _EMAIL_RE.fullmatch(email):
+        if not email or not is_email(email):
             tag = "required" if not email else "email"
             validations.append(
                 _validation("email", f'Validation failed for tag "{tag}" with value: "{email}"')
@@ -1297,12 +1771,21 @@ class FakeCoder(BaseFakeServer):
         self._users[user.id] = user
         return user
 
-    def _set_status(self, request: FakeRequest, user: str, action: str) -> FakeResponse:
-        target = self._user_param(user)
+    def _set_status(
+        self,
+        request: FakeRequest,
+        actor: _User | None,
+        headers: dict[str, str],
+        user: str,
+        action: str,
+    ) -> FakeResponse:
+        # coderd/users.go putUserStatus: no check of `deleted`, so a deleted user fetched by id
+        # is suspended or activated like any other.
+        target = self._user_param(user, actor)
         if action == "suspend":
-            if target.id == self.owner.id:
+            if actor is not None and target.id == actor.id:
                 raise ApiError(400, "You cannot suspend yourself.")
-            if any(r["name"] == "owner" for r in target.roles):
+            if self._is_owner(target):
                 raise ApiError(
                     400,
                     'You cannot suspend a user with the "owner" role. You must '
@@ -1312,44 +1795,59 @@ class FakeCoder(BaseFakeServer):
         target.updated_at = _now()
         return FakeResponse(200, self._user_json(target))
 
-    def _set_password(self, request: FakeRequest, user: str) -> FakeResponse:
-        target = self._user_param(user)
+    def _set_password(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str], user: str
+    ) -> FakeResponse:
+        """coderd/users.go putUserPassword (a deleted user fetched by id is updated too)."""
+        target = self._user_param(user, actor)
+        # coderd.go: r.Route("/password", RateLimit(options.LoginRateLimit)) runs after
+        # ExtractUserParam and apiKeyMiddleware, so it keys by the token's user, not the IP.
+        self._limit(request, "password", self._login_limit(), actor, headers)
         body = self._body(request, "codersdk.UpdateUserPasswordRequest")
         password = body.get("password", "")
+        old_password = body.get("old_password", "")
         if not password:
             raise ApiError(
-                400,
-                "Validation failed.",
-                validations=[
-                    _validation("password", 'Validation failed for tag "required" with value: ""')
-                ],
+                400, "Validation failed.", validations=[_tag_failed("password", "required", "")]
             )
         if target.login_type != "password":
             raise ApiError(400, "Users without password login type cannot change their password.")
-        if target.id == self.owner.id and body.get("old_password") != target.password:
-            raise ApiError(
-                400,
-                "Old password is incorrect.",
-                validations=[_validation("old_password", "Invalid password.")],
-            )
+        if actor is not None and actor.id == target.id and not old_password:
+            raise ApiError(400, "Old password is required.")
         problem = password_problem(password)
         if problem:
             raise ApiError(400, "Invalid password.", validations=[_validation("password", problem)])
-        if password == target.password:
+        if old_password and not _password_matches(target.password, old_password):
+            raise ApiError(
+                400,
+                "Old password is incorrect.",
+                validations=[_validation("old_password", "Old password is incorrect.")],
+            )
+        if _password_matches(target.password, password):
             raise ApiError(400, "New password cannot match old password.")
+        # UpdateUserHashedPassword leaves updated_at alone; DeleteAPIKeysByUserID logs the
+        # user out everywhere.
         target.password = password
-        target.updated_at = _now()
+        self._drop_sessions(target)
         return FakeResponse(204)
 
-    def _validate_password(self, request: FakeRequest) -> FakeResponse:
+    def _validate_password(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str]
+    ) -> FakeResponse:
         body = self._body(request, "codersdk.ValidateUserPasswordRequest")
         problem = password_problem(body.get("password", ""))
         return FakeResponse(200, {"valid": problem is None, "details": problem or ""})
 
-    def _delete_user(self, request: FakeRequest, user: str) -> FakeResponse:
-        target = self._user_param(user)
-        if target.id == self.owner.id:
+    def _delete_user(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str], user: str
+    ) -> FakeResponse:
+        """coderd/users.go deleteUser."""
+        # A deleted user fetched by id passes every check again and answers 200 once more;
+        # only a username (never matching a deleted user) gets ExtractUserParam's 400.
+        target = self._user_param(user, actor)
+        if actor is not None and target.id == actor.id:
             raise ApiError(403, "You cannot delete yourself!")
+        # GetWorkspaces(OwnerID) skips workspaces whose delete build has succeeded only.
         for workspace in self._workspaces.values():
             if workspace.owner_id == target.id and not self._is_deleted(workspace):
                 raise ApiError(
@@ -1357,14 +1855,21 @@ class FakeCoder(BaseFakeServer):
                     "You cannot delete a user that has workspaces. Delete their "
                     "workspaces and try again!",
                 )
+        # UpdateUserDeletedByID sets deleted only; the delete_deleted_user_resources trigger
+        # removes the user's API keys.
         target.deleted = True
-        target.updated_at = _now()
+        self._drop_sessions(target)
         return FakeResponse(200, {"message": "User has been deleted!"})
 
     def _create_workspace(
-        self, request: FakeRequest, user: str, org: str | None = None
+        self,
+        request: FakeRequest,
+        actor: _User | None,
+        headers: dict[str, str],
+        user: str,
+        org: str | None = None,
     ) -> FakeResponse:
-        owner = self._user_param(user)
+        owner = self._user_param(user, actor)
         member_org = self._org_param(org) if org is not None else None
         if member_org is not None and member_org.id not in owner.organization_ids:
             raise ApiError(404, "Resource not found or you do not have access to this resource")
@@ -1449,7 +1954,9 @@ class FakeCoder(BaseFakeServer):
         self._new_build(workspace, "start", fail)
         return workspace
 
-    def _list_workspaces(self, request: FakeRequest) -> FakeResponse:
+    def _list_workspaces(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str]
+    ) -> FakeResponse:
         terms, filters = self._parse_query(request.param("q"), WORKSPACE_QUERY_KEYS, "workspace")
         shown = []
         for workspace in self._workspaces.values():
@@ -1491,10 +1998,30 @@ class FakeCoder(BaseFakeServer):
         ]
         return all(checks)
 
-    def _get_workspace(self, request: FakeRequest, workspace: str) -> FakeResponse:
+    def _get_workspace(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str], workspace: str
+    ) -> FakeResponse:
+        """coderd/workspaces.go workspace.
+
+        The 410 is this handler's, not the middleware's: httpmw/workspaceparam.go
+        ExtractWorkspaceParam uses GetWorkspaceByID, which finds deleted workspaces, so the
+        other /workspaces/{workspace} routes (builds) work on a deleted workspace.
+        """
         found = self._workspace_param(workspace)
         self._stage_now(found.latest, observe=True)
-        if self._is_deleted(found) and request.param("include_deleted") != "true":
+        raw = request.param("include_deleted")
+        show_deleted = False
+        if raw != "":
+            parsed = _go_parse_bool(raw)
+            if parsed is None:
+                raise ApiError(
+                    400,
+                    f'Invalid boolean value "{raw}" for "include_deleted" query param.',
+                    validations=[_validation("deleted", "Must be a valid boolean")],
+                )
+            show_deleted = parsed
+        if self._is_deleted(found) and not show_deleted:
+            # Message as of coder/coder#25826 (it used to say '?deleted=true').
             raise ApiError(
                 410,
                 f'Workspace "{found.id}" was deleted, you can view this '
@@ -1502,21 +2029,31 @@ class FakeCoder(BaseFakeServer):
             )
         return FakeResponse(200, self._workspace_json(found))
 
-    def _list_builds(self, request: FakeRequest, workspace: str) -> FakeResponse:
+    def _list_builds(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str], workspace: str
+    ) -> FakeResponse:
         found = self._workspace_param(workspace)
         self._stage_now(found.latest, observe=True)
         builds = list(reversed(found.builds))
         return FakeResponse(200, [self._build_json(b) for b in self._page(builds, request)])
 
-    def _create_build(self, request: FakeRequest, workspace: str) -> FakeResponse:
+    def _create_build(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str], workspace: str
+    ) -> FakeResponse:
+        """coderd/workspacebuilds.go postWorkspaceBuilds, then wsbuilder.go Build."""
         found = self._workspace_param(workspace)
-        if self._is_deleted(found):
-            raise ApiError(410, f'Workspace "{found.id}" was deleted.')
         body = self._body(request, "codersdk.CreateWorkspaceBuildRequest")
         transition = body["transition"]
         orphan = bool(body.get("orphan"))
+        if self._is_deleted(found) and transition != "delete":
+            # coder/coder#20584 refuses start and stop on a deleted workspace and keeps delete
+            # allowed. Its status and wording were not in the stored source; 410 and this text
+            # are the fake's own, unverified.
+            raise ApiError(410, f'Workspace "{found.id}" was deleted.')
         if orphan and transition != "delete":
             raise ApiError(400, "Orphan is only permitted when deleting a workspace.")
+        # wsbuilder.go checkRunningBuild. A delete build on an already deleted workspace is
+        # accepted (201) like any other: the workspace stays deleted.
         if self._is_active(found.latest):
             raise ApiError(409, "A workspace build is already active.")
         fail = False
@@ -1529,7 +2066,9 @@ class FakeCoder(BaseFakeServer):
         build = self._new_build(found, transition, fail)
         return FakeResponse(201, self._build_json(build))
 
-    def _get_build(self, request: FakeRequest, build: str) -> FakeResponse:
+    def _get_build(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str], build: str
+    ) -> FakeResponse:
         if not _is_uuid(build):
             raise ApiError(400, f'Invalid UUID "{build}".')
         found = self._builds.get(str(uuid.UUID(build)))

@@ -1,4 +1,4 @@
-"""A fake Twilio REST server: real HTTP on 127.0.0.1, the Messages resource only.
+"""A fake Twilio REST server: real HTTP on 127.0.0.1, the Messages resource and the Account.
 
 Point the app at it with TWILIO_API_BASE_URL=<fake.url> and the fake's account sid and token.
 It records every message, can fail or reject on demand, and can post signed status callbacks
@@ -230,6 +230,9 @@ class FakeTwilio(BaseFakeServer):
             return response
         if not self._authorized(request):
             return _twilio_error(401, 20003)
+        account = re.fullmatch(rf"/{API_VERSION}/Accounts/(?P<sid>[^/]+)\.json", request.path)
+        if account:
+            return self._fetch_account(request, account["sid"])
         match = re.fullmatch(
             rf"/{API_VERSION}/Accounts/(?P<sid>[^/]+)/Messages(?:/(?P<msg>SM[0-9a-f]{{32}}))?"
             r"\.json",
@@ -257,6 +260,33 @@ class FakeTwilio(BaseFakeServer):
         except ValueError:
             return False
         return user == self.account_sid and password == self.auth_token
+
+    def _fetch_account(self, request: FakeRequest, sid: str) -> FakeResponse:
+        """Fetch the Account resource, as Twilio's docs describe it:
+        https://www.twilio.com/docs/iam/api/account#fetch-an-account-resource
+        (wrong credentials never get here: 401 with error 20003, as for every resource).
+        """
+        if request.method != "GET":
+            return _twilio_error(405, 20004, "Method not allowed")
+        if sid != self.account_sid:
+            return _twilio_error(404, 20404, f"The requested resource {request.path} was not found")
+        uri = f"/{API_VERSION}/Accounts/{sid}"
+        now = _rfc2822(datetime.now(UTC))
+        return FakeResponse(
+            200,
+            {
+                "auth_token": self.auth_token,
+                "date_created": now,
+                "date_updated": now,
+                "friendly_name": "Fake Twilio account",
+                "owner_account_sid": sid,
+                "sid": sid,
+                "status": "active",
+                "subresource_uris": {"messages": uri + "/Messages.json"},
+                "type": "Full",
+                "uri": uri + ".json",
+            },
+        )
 
     def _fetch(self, request: FakeRequest, sid: str) -> FakeResponse:
         if request.method != "GET":
