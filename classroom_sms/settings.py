@@ -155,7 +155,7 @@ PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="US")
 CODER_URL = env.str("CODER_URL", default="").rstrip("/")
 CODER_SESSION_TOKEN = env.str("CODER_SESSION_TOKEN", default="")
 CODER_ORGANIZATION = env.str("CODER_ORGANIZATION", default="")
-CODER_EMAIL_DOMAIN = env.str("CODER_EMAIL_DOMAIN", default="classroom-sms.invalid")
+CODER_EMAIL_DOMAIN = env.str("CODER_EMAIL_DOMAIN", default="lab.invalid")
 CODER_USERNAME_PREFIX = env.str("CODER_USERNAME_PREFIX", default="cs")
 CODER_TIMEOUT = env.float("CODER_TIMEOUT", default=10.0)
 

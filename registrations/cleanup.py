@@ -57,7 +57,7 @@ ADVANCE_TASK = "registrations.tasks.advance_deletion"
 # to its task, which hands it over when it sees deletion_requested_at (or the sweep does).
 ENTRY_STATUSES = (AccountStatus.REQUESTED, AccountStatus.ACTIVE, AccountStatus.FAILED)
 # Students who asked for (or were given) a deletion are told when it is done.
-NOTIFY_REASONS = (DeletionReason.DONE, DeletionReason.REVOKED)
+NOTIFY_REASONS = (DeletionReason.DONE, DeletionReason.REVOKED, DeletionReason.GONE)
 BACKOFF_BASE = timedelta(seconds=15)
 BACKOFF_MAX = timedelta(minutes=15)
 # A workspace whose deletion keeps failing needs an admin; look again now and then meanwhile.
@@ -185,11 +185,31 @@ def advance(account_id: int) -> None:
         return
     try:
         client = coder.get_client()
+        if not _resolve_user_id(account, client):
+            _record(account, Step(AccountStatus.DELETED))  # the user never came to exist
+            return
         step = _STEPS[account.status](account, client)
     except (coder.CoderError, coder.CoderNotConfigured) as exc:
         _back_off(account, exc)
         return
     _record(account, step)
+
+
+def _resolve_user_id(account: Account, client: coder.CoderClient) -> bool:
+    """Make sure the row knows its Coder user's id; False when Coder has no such user.
+
+    Every step acts on the id, never on the username: students can rename themselves in
+    Coder. A row may lack the id when a worker died between creating the user and saving it;
+    the email, which users cannot change, finds it then.
+    """
+    if account.coder_user_id:
+        return True
+    user = client.find_user_by_email(account.login_email)
+    if user is None:
+        return False
+    account.coder_user_id = user.id
+    Account.objects.filter(pk=account.pk).update(coder_user_id=user.id)
+    return True
 
 
 @dataclass(frozen=True)
@@ -205,7 +225,7 @@ class Step:
 def _suspend(account: Account, client: coder.CoderClient) -> Step:
     """Suspend the Coder user, so access ends now even if deleting takes a while."""
     try:
-        client.suspend_user(account.coder_username)
+        client.suspend_user(account.coder_user_id)
     except coder.CoderError as exc:
         if exc.is_unknown_user:
             return Step(AccountStatus.DELETED)  # already gone from Coder
@@ -217,7 +237,7 @@ def _delete_workspaces(account: Account, client: coder.CoderClient) -> Step:
     """Send delete builds for the user's workspaces; go on once Coder lists none."""
     max_failures = settings.WORKSPACE_DELETE_MAX_FAILURES
     retry_failed = account.workspace_delete_failures < max_failures
-    found = _request_workspace_deletes(client, account.coder_username, retry_failed=retry_failed)
+    found = _request_workspace_deletes(client, account.coder_user_id, retry_failed=retry_failed)
     failures = account.workspace_delete_failures + found.retried
     fields = {"workspace_delete_failures": failures}
     if not found.remaining:
@@ -242,7 +262,7 @@ def _stuck_error(found: WorkspaceDeletes, failures: int) -> str:
 def _delete_user(account: Account, client: coder.CoderClient) -> Step:
     """Delete the Coder user; Coder answers 417 while a workspace is not deleted yet."""
     try:
-        client.delete_user(account.coder_username)  # False: it was already gone
+        client.delete_user(account.coder_user_id)  # False: it was already gone
     except coder.CoderError as exc:
         if exc.status == 417:
             return Step(AccountStatus.DELETING_WORKSPACES, _poll_wait())
@@ -267,13 +287,12 @@ class WorkspaceDeletes:
 
 
 def _request_workspace_deletes(
-    client: coder.CoderClient, owner: str, *, retry_failed: bool, orphan: bool = False
+    client: coder.CoderClient, user_id: str, *, retry_failed: bool, orphan: bool = False
 ) -> WorkspaceDeletes:
-    """Send a delete build for each of the owner's workspaces that is not being deleted yet."""
+    """Send a delete build for each of the user's workspaces that is not being deleted yet."""
     found = WorkspaceDeletes()
-    for workspace in client.list_workspaces(owner):
-        if workspace.owner_name.lower() != owner.lower():
-            continue  # never act on anyone else's workspace, whatever the search returned
+    # Only the workspaces this id owns: never anyone else's, whatever the search returned.
+    for workspace in client.list_user_workspaces(user_id):
         build = workspace.latest_build
         if build is not None and build.is_deleted:
             continue
@@ -406,11 +425,11 @@ def orphan_workspaces(account: Account) -> bool:
     Sends `orphan: true` delete builds, which leave the infrastructure behind, then lets the
     pipeline go on. False when the account is not deleting workspaces or Coder failed.
     """
-    if account.status != AccountStatus.DELETING_WORKSPACES or not account.coder_username:
+    if account.status != AccountStatus.DELETING_WORKSPACES or not account.coder_user_id:
         return False
     try:
         found = _request_workspace_deletes(
-            coder.get_client(), account.coder_username, retry_failed=True, orphan=True
+            coder.get_client(), account.coder_user_id, retry_failed=True, orphan=True
         )
     except (coder.CoderError, coder.CoderNotConfigured) as exc:
         Account.objects.filter(pk=account.pk).update(last_error=f"Orphaning failed: {exc}"[:500])
@@ -569,7 +588,7 @@ def reconcile(progress: Progress | None = None, *, dry_run: bool = False) -> dic
     ours, orphans = find_orphans(client)
     report = {"found": len(ours), "orphans": len(orphans), "deleted": 0, "pending": 0, "errors": 0}
     for done, user in enumerate(orphans, start=1):
-        if _is_owned(user.username):
+        if _is_owned(user):
             report["orphans"] -= 1  # an account took this name since the listing
         elif not dry_run:
             report[_delete_orphan(client, user)] += 1
@@ -587,28 +606,45 @@ def find_orphans(client: coder.CoderClient) -> tuple[list[coder.User], list[code
         if user.email.lower().endswith(suffix)
     ]
     # Read the owners after listing Coder: provisioning saves a username before creating it.
-    owned = _owned_usernames()
-    return ours, [user for user in ours if user.username.lower() not in owned]
+    ids, emails = _owned_identities()
+    return ours, [u for u in ours if u.id not in ids and u.email.lower() not in emails]
 
 
-def _owned_usernames() -> set[str]:
+def _owned_identities() -> tuple[set[str], set[str]]:
+    """The Coder user ids and login emails of live accounts.
+
+    Never usernames: a student may rename themselves, and must not be taken for an orphan.
+    A row saves its username before the user exists and its id only after, so the email
+    (derived from the username until Coder answers) covers that window.
+    """
     live = Account.objects.exclude(status=AccountStatus.DELETED).exclude(coder_username="")
-    return {name.lower() for name in live.values_list("coder_username", flat=True)}
+    ids: set[str] = set()
+    emails: set[str] = set()
+    for account in live.only("coder_username", "coder_user_id", "coder_email"):
+        if account.coder_user_id:
+            ids.add(account.coder_user_id)
+        emails.add(account.login_email.lower())
+    return ids, emails
 
 
-def _is_owned(username: str) -> bool:
-    live = Account.objects.exclude(status=AccountStatus.DELETED)
-    return live.filter(coder_username__iexact=username).exists()
+def _is_owned(user: coder.User) -> bool:
+    """Re-check one orphan just before deleting it (an account may have claimed it since)."""
+    mine = Q(coder_user_id=user.id) | Q(coder_email__iexact=user.email)
+    local, _, domain = user.email.lower().partition("@")
+    if domain == settings.CODER_EMAIL_DOMAIN.lower():
+        # A row between saving its username and hearing back from Coder has no email yet.
+        mine |= Q(coder_email="", coder_username__iexact=local)
+    return Account.objects.exclude(status=AccountStatus.DELETED).filter(mine).exists()
 
 
 def _delete_orphan(client: coder.CoderClient, user: coder.User) -> str:
     """Take an orphan through the pipeline's steps; return "deleted", "pending" or "errors"."""
     try:
         if not user.is_suspended:
-            client.suspend_user(user.username)
-        if _request_workspace_deletes(client, user.username, retry_failed=True).remaining:
+            client.suspend_user(user.id)
+        if _request_workspace_deletes(client, user.id, retry_failed=True).remaining:
             return "pending"
-        client.delete_user(user.username)
+        client.delete_user(user.id)
     except coder.CoderError as exc:
         if exc.is_unknown_user:
             return "deleted"

@@ -315,6 +315,7 @@ class WorkspaceBuild:
 class Workspace:
     id: str
     name: str
+    owner_id: str = ""
     owner_name: str = ""
     template_id: str = ""
     latest_build: WorkspaceBuild | None = None
@@ -335,6 +336,7 @@ class Workspace:
         return cls(
             id=_str(d, "id"),
             name=_str(d, "name"),
+            owner_id=_str(d, "owner_id"),
             owner_name=_str(d, "owner_name"),
             template_id=_str(d, "template_id"),
             latest_build=WorkspaceBuild.from_json(build) if isinstance(build, Mapping) else None,
@@ -565,6 +567,18 @@ class CoderClient:
             if not users or offset >= count:
                 return
 
+    def find_user_by_email(self, email: str) -> User | None:
+        """The live user with this email (GET /users?q=EMAIL); None when there is none.
+
+        Users cannot change their email (only username and name, PUT /users/{user}/profile),
+        and the listing never shows deleted users, unlike a look-up by UUID.
+        """
+        wanted = email.strip().lower()
+        if not wanted:
+            return None
+        users, _ = self.list_users(wanted, PAGE_SIZE, 0)
+        return next((u for u in users if u.email.lower() == wanted), None)
+
     def suspend_user(self, user: str) -> User:
         """PUT /users/{user}/status/suspend: the user can no longer log in."""
         path = f"/users/{_segment(user)}/status/suspend"
@@ -595,6 +609,17 @@ class CoderClient:
             count = data.get("count")
             if not page or not isinstance(count, int) or len(workspaces) >= count:
                 return workspaces
+
+    def list_user_workspaces(self, user_id: str) -> list[Workspace]:
+        """Every workspace the user with this id owns, whatever their username is now.
+
+        Coder's workspace search filters by owner *username* only, and users can rename
+        themselves: read the current name by id, then keep only what that id owns.
+        """
+        user = self.get_user(user_id)
+        if user is None or not user.username:
+            return []
+        return [ws for ws in self.list_workspaces(user.username) if ws.owner_id == user.id]
 
     def create_workspace(
         self,

@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from registrations import credentials
 from registrations.phones import normalize_phone
 
 _E164_SHAPE = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -82,8 +83,9 @@ class Session(models.Model):
     )
     credentials_message = models.TextField(
         blank=True,
-        help_text="Override of the credentials SMS. Placeholders: {url} {username} {password} "
-        "{expires}. Leave blank for the default.",
+        help_text="Override of the credentials SMS. Placeholders: {url} {email} {password} "
+        "{expires} {username}; {email} and {password} are required, because Coder's login form "
+        "asks for the email address. Leave blank for the default.",
     )
     warning_message = models.TextField(
         blank=True,
@@ -210,6 +212,7 @@ class DeletionReason(models.TextChoices):
     REVOKED = "revoked", "Revoked by an admin"
     DONE = "done", "Student texted DONE"
     ENDED = "ended", "Session ended early"
+    GONE = "gone", "Deleted in Coder directly"
 
 
 class AccountSource(models.TextChoices):
@@ -229,6 +232,10 @@ class Account(models.Model):
     )
     coder_username = models.CharField(max_length=32, blank=True)
     coder_user_id = models.CharField(max_length=36, blank=True)
+    # What the student types into Coder's login form (Coder logs in by email, never username).
+    # Stored as Coder answered at creation: usernames can be renamed and the domain setting
+    # can change, but this address stays the user's.
+    coder_email = models.EmailField(blank=True)
     expires_at = models.DateTimeField()
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -281,6 +288,13 @@ class Account(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status not in (AccountStatus.DELETED, AccountStatus.FAILED)
+
+    @property
+    def login_email(self) -> str:
+        """The address the student types into Coder's login form ("" before a user exists)."""
+        if self.coder_email:
+            return self.coder_email
+        return credentials.email_for(self.coder_username) if self.coder_username else ""
 
 
 class InboundOutcome(models.TextChoices):
@@ -448,3 +462,26 @@ class LoginFailure(models.Model):
 
     def __str__(self) -> str:
         return f"failed login at {self.failed_at:%Y-%m-%d %H:%M:%S}"
+
+
+class IntegrationStatus(models.Model):
+    """What the worker's last probe of Coder or Twilio found (registrations.probes).
+
+    Web processes read it for /healthz and the admin banner: they never call Coder or Twilio
+    themselves. No token is ever stored here.
+    """
+
+    name = models.CharField(max_length=16, primary_key=True)
+    # None until the first probe has answered.
+    ok = models.BooleanField(null=True)
+    # A short machine-readable reason ("rejected", "unreachable", ...) the banner turns into advice.
+    problem = models.CharField(max_length=16, blank=True)
+    detail = models.CharField(max_length=255, blank=True)
+    version = models.CharField(max_length=64, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    # The once-a-minute lease: several workers run the heartbeat, only one probes per minute.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        state = {True: "ok", False: "failing", None: "not checked"}[self.ok]
+        return f"{self.name}: {state}"

@@ -25,7 +25,14 @@ from django_q.tasks import async_task
 
 from registrations import credentials, sms, texts
 from registrations.coder import CoderClient, CoderError, CoderNotConfigured, User, get_client
-from registrations.models import Account, AccountStatus, OptOut, OutboundKind, OutboundMessage
+from registrations.models import (
+    Account,
+    AccountStatus,
+    DeletionReason,
+    OptOut,
+    OutboundKind,
+    OutboundMessage,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +40,7 @@ T = TypeVar("T")
 
 PROVISION_TASK = "registrations.tasks.provision_account"
 RESEND_TASK = "registrations.tasks.resend_credentials"
+DELETION_TASK = "registrations.tasks.advance_deletion"
 
 # Short blips are retried inside the task; longer trouble goes back to the sweep with backoff.
 INLINE_TRIES = 2
@@ -103,7 +111,14 @@ def provision(account_id: int) -> None:
         return
     try:
         user, password = _with_inline_retries(lambda: _create_or_adopt(account))
-        _set(account.pk, AccountStatus.PROVISIONING, coder_user_id=user.id)
+        account.coder_user_id = user.id
+        account.coder_email = user.email or credentials.email_for(account.coder_username)
+        _set(
+            account.pk,
+            AccountStatus.PROVISIONING,
+            coder_user_id=account.coder_user_id,
+            coder_email=account.coder_email,
+        )
         workspace_note = _with_inline_retries(lambda: _ensure_workspace(account))
     except PermanentFailure as exc:
         _fail(account, str(exc))
@@ -217,7 +232,8 @@ def _ensure_workspace(account: Account) -> str:
     if template is None:
         return f"Coder template “{name}” not found: no workspace was created."
     try:
-        client.create_workspace(account.coder_username, template.name, template.id)
+        # By id: the student may rename themselves in Coder the moment they log in.
+        client.create_workspace(account.coder_user_id, template.name, template.id)
     except CoderError as exc:
         if exc.status == 409:
             return ""  # already created by an earlier attempt
@@ -267,6 +283,18 @@ def _send_password(account: Account, password: str, body: str, note: str = "") -
         return True
     message = delivery.message
     reason = (message.error_message or message.get_status_display()) if message else "no phone"
+    if delivery.held:
+        # Twilio rejects our credentials: our configuration, not the student's trouble. A new
+        # password every minute until they work, without backoff, and with resend's give-up
+        # clock (it counts from last_resent_at) restarted, so the student is never given up.
+        _set(
+            account.pk,
+            active,
+            next_attempt_at=now + sms.held_retry_delay(),
+            last_resent_at=now,
+            last_error=f"Credentials SMS not sent ({reason}); a new password will follow.",
+        )
+        return False
     if delivery.transient:
         # The password is gone once this task ends: the next try sets and sends a new one.
         # Back off on consecutive unsent attempts, so a Twilio outage during a class does not
@@ -413,11 +441,11 @@ def resend(account_id: int) -> None:
         return
     password = credentials.generate_password()
     try:
-        _with_inline_retries(
-            lambda: get_client().set_password(
-                account.coder_user_id or account.coder_username, password
-            )
-        )
+        user = _with_inline_retries(lambda: get_client().find_user_by_email(account.login_email))
+        if user is None or (account.coder_user_id and user.id != account.coder_user_id):
+            _gone_from_coder(account, now)
+            return
+        _with_inline_retries(lambda: get_client().set_password(user.id, password))
     except (CoderError, CoderNotConfigured) as exc:
         _resend_failed(account, exc, now)
         return
@@ -427,6 +455,28 @@ def resend(account_id: int) -> None:
     else:
         body = texts.resend_text(account, password)
     _send_password(account, password, body)
+
+
+def _gone_from_coder(account: Account, now: datetime) -> None:
+    """The user was deleted in Coder directly: a password texted now could never log in.
+
+    Looked up in the user listing, which never shows deleted users; a look-up (or a password
+    change) by id would still find the deleted row and succeed. The account finishes through
+    the deletion pipeline, which tells the student their account is gone.
+    """
+    logger.warning("account %s: Coder user is gone (deleted in Coder); no password", account.pk)
+    moved = _set(
+        account.pk,
+        AccountStatus.ACTIVE,
+        status=AccountStatus.DELETING_USER,
+        deletion_reason=DeletionReason.GONE,
+        deletion_requested_at=now,
+        next_attempt_at=None,
+        attempts=0,
+        last_error="The Coder user was deleted in Coder directly; no new password was sent.",
+    )
+    if moved:
+        _enqueue(DELETION_TASK, account.pk)
 
 
 def _resend_failed(account: Account, exc: Exception, now: datetime) -> None:

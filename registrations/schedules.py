@@ -15,6 +15,7 @@ PERIODIC_JOBS: dict[str, tuple[str, str, int | None]] = {
     "warn": ("registrations.tasks.warn", Schedule.MINUTES, 1),
     "expire": ("registrations.tasks.expire", Schedule.MINUTES, 1),
     "sweep": ("registrations.tasks.sweep", Schedule.MINUTES, 1),
+    "last_seen": ("registrations.tasks.last_seen", Schedule.MINUTES, 1),
     "reconcile": ("registrations.tasks.reconcile", Schedule.HOURLY, None),
     "retention": ("registrations.tasks.retention", Schedule.DAILY, None),
 }

@@ -4,6 +4,9 @@ Ordinary messages are queued (`queue_sms`) and sent by the `send_sms` task, retr
 sweep on 429/5xx/network errors. A message carrying a password (`send_with_secret`) is sent
 inline by the task that holds the password, stored masked, and never re-sent from the row:
 if it fails, the caller sends a NEW password later (the old one is gone).
+
+When Twilio rejects our credentials (401, error 20003) nothing is the message's fault: it is
+held, not failed, and retried every minute without using up attempts until they work.
 """
 
 from __future__ import annotations
@@ -49,10 +52,14 @@ SEND_TASK = "registrations.tasks.send_sms"
 # Twilio error codes (https://www.twilio.com/docs/api/errors).
 OPTED_OUT_CODE = 21610
 BAD_NUMBER_CODES = frozenset({21211, 21614})
+# 20003: our account sid or auth token is wrong (https://www.twilio.com/docs/errors/20003).
+AUTH_FAILED_CODE = 20003
 
 MAX_ATTEMPTS = 5
 RETRY_BASE_SECONDS = 30
 RETRY_MAX_SECONDS = 15 * 60
+# While Twilio rejects our credentials a message waits, retried this often and never given up.
+HELD_RETRY_SECONDS = 60
 
 # Callbacks arrive out of order ("sent" after "delivered"): never move a message backwards.
 # Twilio's own "sending" is left out: our SENDING means "we are calling Twilio right now".
@@ -79,6 +86,8 @@ class Outcome(enum.Enum):
     RETRY = "retry"
     FAILED = "failed"
     OPTED_OUT = "opted_out"
+    # Twilio rejected our credentials: a configuration problem, not this message's.
+    HELD = "held"
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,10 @@ class Delivery:
     @property
     def transient(self) -> bool:
         return self.outcome is Outcome.RETRY
+
+    @property
+    def held(self) -> bool:
+        return self.outcome is Outcome.HELD
 
 
 class TimeoutHttpClient(TwilioHttpClient):
@@ -283,6 +296,18 @@ def _scrub(text: str) -> str:
     return _LONG_NUMBER.sub(lambda m: mask_phone(m.group(0)), text)[:255]
 
 
+def credentials_rejected(status: int | None, code: int | None) -> bool:
+    """Tell whether a Twilio error answer means our account sid or auth token is wrong."""
+    # A 403 with another code (e.g. 21408, region not enabled) is about the message, not us.
+    return status == 401 or code == AUTH_FAILED_CODE
+
+
+def held_retry_delay() -> timedelta:
+    """Return the pause before retrying a send that Twilio refused for our credentials."""
+    # Jitter spreads a class's worth of waiting messages once the credentials are fixed.
+    return timedelta(seconds=HELD_RETRY_SECONDS * random.uniform(1.0, 1.25))
+
+
 def _rest_error(message: OutboundMessage, exc: TwilioException, retry_allowed: bool) -> Outcome:
     status = getattr(exc, "status", None) or 0
     code = getattr(exc, "code", None)
@@ -299,6 +324,8 @@ def _rest_error(message: OutboundMessage, exc: TwilioException, retry_allowed: b
         OptOut.objects.get_or_create(phone=message.phone)
         _finish(message, OutboundStatus.OPTED_OUT, code, text)
         return Outcome.OPTED_OUT
+    if credentials_rejected(status, code):
+        return _held(message, code, retry_allowed)
     if status == 429 or status >= 500:
         return _transient(message, text, retry_allowed, code)
     # 21211/21614 (not a valid mobile number) and every other 4xx: the same request fails again.
@@ -328,6 +355,26 @@ def _transient(
         error_message=text[:255],
     )
     return Outcome.RETRY
+
+
+def _held(message: OutboundMessage, code: int | None, retry_allowed: bool) -> Outcome:
+    """Wait for working credentials; the attempt does not count (the message is not at fault)."""
+    text = "Twilio rejects our credentials: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN."
+    if not retry_allowed:
+        # The password in this body is gone: close the row without calling it failed; the
+        # caller texts a NEW password later.
+        _finish(message, OutboundStatus.CANCELED, code, text)
+        return Outcome.HELD
+    _update(
+        message.pk,
+        status=OutboundStatus.RETRY,
+        # Give back the attempt `deliver` counted, so no retry limit runs out meanwhile.
+        attempts=F("attempts") - 1,
+        next_attempt_at=timezone.now() + held_retry_delay(),
+        error_code=code,
+        error_message=text,
+    )
+    return Outcome.HELD
 
 
 def _finish(

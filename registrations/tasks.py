@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from registrations import cleanup, health, provisioning, sms
+from registrations import activity, cleanup, health, probes, provisioning, sms
 from registrations.coder import CoderNotConfigured
 
 logger = logging.getLogger(__name__)
@@ -13,6 +13,8 @@ logger = logging.getLogger(__name__)
 
 def heartbeat() -> None:
     health.stamp_heartbeat()
+    # After the stamp: a probe waiting for a hung Coder must not make the worker look dead.
+    probes.run_due()
 
 
 def provision_account(account_id: int) -> None:
@@ -51,6 +53,13 @@ def reconcile() -> dict[str, int]:
         # Nothing can be in Coder that we did not put there; not worth a failed task every hour.
         logger.info("reconcile skipped: Coder is not configured")
         return {}
+
+
+def last_seen() -> int:
+    try:
+        return activity.poll_last_seen()
+    except CoderNotConfigured:
+        return 0
 
 
 def retention() -> dict[str, int]:

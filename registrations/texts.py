@@ -28,21 +28,21 @@ UCS2_SINGLE, UCS2_PART = 70, 67
 # Twilio refuses bodies longer than this.
 MAX_BODY_LENGTH = 1600
 
-CREDENTIALS_PLACEHOLDERS = ("url", "username", "password", "expires")
-CREDENTIALS_REQUIRED = ("username", "password")
+# {email} is what Coder's login form asks for ("Email"); {username} is only a display name.
+CREDENTIALS_PLACEHOLDERS = ("url", "email", "username", "password", "expires")
+CREDENTIALS_REQUIRED = ("email", "password")
 WARNING_PLACEHOLDERS = ("url", "username", "expires", "minutes")
 
 # Fullest first; the first that fits one segment is sent (a long Coder URL needs the terse one).
+# The labels are the ones on Coder's login form, so a student knows what goes where.
 CREDENTIALS_DEFAULTS = (
-    "Your Coder account is ready.\n{url}\nUsername: {username}\nPassword: {password}\n"
+    "Your Coder account is ready.\n{url}\nEmail: {email}\nPassword: {password}\n"
     "Expires {expires}",
-    "{url}\nUsername: {username}\nPassword: {password}\nExpires {expires}",
-    "{url}\nUser {username}\nPass {password}\nExp {expires}",
+    "{url}\nEmail: {email}\nPassword: {password}\nExpires {expires}",
+    "{url}\nEmail {email}\nPassword {password}\nExp {expires}",
 )
 RESEND_DEFAULTS = (
-    "New password for your Coder account.\n{url}\nUsername: {username}\nPassword: {password}\n"
-    "Expires {expires}",
-    "New password:\n{url}\nUsername: {username}\nPassword: {password}\nExpires {expires}",
+    "New Coder password.\n{url}\nEmail: {email}\nPassword: {password}\nExpires {expires}",
     *CREDENTIALS_DEFAULTS[1:],
 )
 WARNING_DEFAULTS = (
@@ -111,10 +111,18 @@ def _first_fitting(templates: tuple[str, ...], values: dict[str, str]) -> str:
 
 
 def _render(
-    override: str, allowed: tuple[str, ...], defaults: tuple[str, ...], values: dict[str, str]
+    override: str,
+    allowed: tuple[str, ...],
+    defaults: tuple[str, ...],
+    values: dict[str, str],
+    required: tuple[str, ...] = (),
 ) -> str:
-    """Fill a session's override when it is valid, else the best-fitting default."""
-    if override.strip() and not placeholder_problems(override, allowed):
+    """Fill a session's override when it is valid, else the best-fitting default.
+
+    A stored override can predate a rule (one written with {username} before Coder's email
+    login was understood): such a text would leave students stuck, so the default goes out.
+    """
+    if override.strip() and not override_problems(override, allowed, required):
         return _fill(override.strip(), values)
     return _first_fitting(defaults, values)
 
@@ -122,23 +130,28 @@ def _render(
 def _account_values(account: Account) -> dict[str, str]:
     return {
         "url": coder_url(),
+        "email": account.login_email,
         "username": account.coder_username,
         "expires": format_expiry(account.expires_at, account.session.time_zone),
     }
 
 
 def credentials_text(account: Account, password: str) -> str:
-    """Return the first SMS a student gets: Coder URL, username, password, expiry."""
+    """Return the first SMS a student gets: Coder URL, login email, password, expiry."""
     values = {**_account_values(account), "password": password}
     override = account.session.credentials_message
-    return _render(override, CREDENTIALS_PLACEHOLDERS, CREDENTIALS_DEFAULTS, values)
+    return _render(
+        override, CREDENTIALS_PLACEHOLDERS, CREDENTIALS_DEFAULTS, values, CREDENTIALS_REQUIRED
+    )
 
 
 def resend_text(account: Account, password: str) -> str:
     """Return the SMS carrying a new password (repeat text, RESEND, admin action, recovery)."""
     values = {**_account_values(account), "password": password}
     override = account.session.credentials_message
-    return _render(override, CREDENTIALS_PLACEHOLDERS, RESEND_DEFAULTS, values)
+    return _render(
+        override, CREDENTIALS_PLACEHOLDERS, RESEND_DEFAULTS, values, CREDENTIALS_REQUIRED
+    )
 
 
 def failure_text(account: Account) -> str:
@@ -205,6 +218,7 @@ def _sample(allowed: tuple[str, ...]) -> dict[str, str]:
     sample = {
         "url": coder_url() or "https://coder.example.edu",
         "username": "cs-" + "x" * 6,
+        "email": "cs-xxxxxx@" + settings.CODER_EMAIL_DOMAIN,
         "password": "xxxx-xxxx-xxxx",
         "expires": "Wed Sep 30 23:59 AEST",
         "minutes": "999",
@@ -223,6 +237,12 @@ def override_problems(
         return problems
     names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
     missing = [name for name in required if name not in names]
+    if "email" in missing and "username" in names:
+        problems.append(
+            "Coder's login form asks for the email address, not the username: the message "
+            "must contain {email}, or students cannot log in."
+        )
+        missing.remove("email")
     if missing:
         problems.append(
             f"The message must contain {_describe(tuple(missing))}, or students cannot log in."

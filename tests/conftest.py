@@ -186,6 +186,7 @@ def coder_account(fake_coder, settings) -> Callable:
             status=status,
             coder_username=username,
             coder_user_id=user["id"],
+            coder_email=user["email"],
             **fields,
         )
 

@@ -42,7 +42,7 @@ FORGED_POST = {
     "name": "forged",
     "phrase": "forged phrase",
     "kind": "credentials",
-    "text": "{username} {password}",
+    "text": "{email} {password}",
 }
 
 

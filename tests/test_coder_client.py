@@ -21,9 +21,10 @@ from registrations.coder import (
     reset_clients,
 )
 from tests.fakes.coder import DEFAULT_ORG_ID, NIL_UUID, FakeCoder
+from tests.student import log_in
 
 STRONG = "Kd8mQ2xVr7Tz"
-EMAIL_DOMAIN = "classroom-sms.invalid"
+EMAIL_DOMAIN = "lab.invalid"
 
 
 @pytest.fixture
@@ -63,13 +64,13 @@ def wait_build(coder: CoderClient, build: WorkspaceBuild) -> WorkspaceBuild:
 
 def test_create_user_sends_exact_body_and_parses_201(coder: CoderClient, fake: FakeCoder) -> None:
     user = coder.create_user(
-        "cs-ab12", "cs-ab12@classroom-sms.invalid", STRONG, NIL_UUID, name="Lab 3"
+        "cs-ab12", "cs-ab12@lab.invalid", STRONG, NIL_UUID, name="Lab 3"
     )
 
     assert posts(fake, "/api/v2/users") == [
         {
             "username": "cs-ab12",
-            "email": "cs-ab12@classroom-sms.invalid",
+            "email": "cs-ab12@lab.invalid",
             "password": STRONG,
             "login_type": "password",
             "name": "Lab 3",
@@ -81,7 +82,7 @@ def test_create_user_sends_exact_body_and_parses_201(coder: CoderClient, fake: F
     assert user.status == "active"
     assert user.organization_ids == [DEFAULT_ORG_ID]
     assert user.created_at is not None and user.last_seen_at is None
-    assert fake.login("cs-ab12", STRONG)
+    assert log_in(fake.url, "cs-ab12@lab.invalid", STRONG).status_code == 201
 
 
 def test_taken_username_any_case_raises_409_not_retryable(
@@ -89,7 +90,7 @@ def test_taken_username_any_case_raises_409_not_retryable(
 ) -> None:
     make_user(coder, "cs-ab12")
     with pytest.raises(CoderError) as caught:
-        coder.create_user("CS-AB12", "other@classroom-sms.invalid", STRONG, NIL_UUID)
+        coder.create_user("CS-AB12", "other@lab.invalid", STRONG, NIL_UUID)
 
     assert caught.value.status == 409
     assert caught.value.message == "User already exists."
@@ -100,7 +101,7 @@ def test_taken_username_any_case_raises_409_not_retryable(
 
 def test_weak_password_raises_400_with_password_validation(coder: CoderClient) -> None:
     with pytest.raises(CoderError) as caught:
-        coder.create_user("cs-ab12", "cs-ab12@classroom-sms.invalid", "Abc123!x", NIL_UUID)
+        coder.create_user("cs-ab12", "cs-ab12@lab.invalid", "Abc123!x", NIL_UUID)
 
     error = caught.value
     assert (error.status, error.message, error.retryable) == (
@@ -310,10 +311,11 @@ def test_iter_users_and_list_workspaces_page_through_everything(
 def test_password_and_status_changes(coder: CoderClient, fake: FakeCoder) -> None:
     user = make_user(coder)
 
-    coder.set_password(user.username, "Zq7Wm3Xk9Rp2")
-    assert fake.login(user.username, "Zq7Wm3Xk9Rp2") and not fake.login(user.username, STRONG)
-    assert coder.suspend_user(user.username).is_suspended
-    assert not fake.login(user.username, "Zq7Wm3Xk9Rp2")
+    coder.set_password(user.id, "Zq7Wm3Xk9Rp2")
+    assert log_in(fake.url, user.email, "Zq7Wm3Xk9Rp2").status_code == 201
+    assert log_in(fake.url, user.email, STRONG).status_code == 401
+    assert coder.suspend_user(user.id).is_suspended
+    assert log_in(fake.url, user.email, "Zq7Wm3Xk9Rp2").status_code == 401
     assert coder.activate_user(user.id).status == "active"
     assert coder.validate_password(STRONG) and not coder.validate_password("password")
     assert [b for m, p, b in fake.requests_log if m == "PUT" and p.endswith("/password")] == [

@@ -97,4 +97,4 @@ def test_two_workers_do_each_coder_action_once(
     )
     assert len(actions) == STUDENTS * 3  # suspend, delete build, delete user per student
     assert set(actions.values()) == {1}
-    assert fake_coder.live_users("classroom-sms.invalid") == []
+    assert fake_coder.live_users("lab.invalid") == []

@@ -100,10 +100,10 @@ def test_username_validity_follows_coders_rule():
 
 
 def test_email_marker_identifies_our_users(settings):
-    settings.CODER_EMAIL_DOMAIN = "classroom-sms.invalid"
-    assert credentials.email_for("cs-abc234") == "cs-abc234@classroom-sms.invalid"
-    assert credentials.is_ours("cs-abc234", "CS-ABC234@classroom-sms.invalid")
+    settings.CODER_EMAIL_DOMAIN = "lab.invalid"
+    assert credentials.email_for("cs-abc234") == "cs-abc234@lab.invalid"
+    assert credentials.is_ours("cs-abc234", "CS-ABC234@lab.invalid")
     assert not credentials.is_ours("cs-abc234", "cs-abc234@example.edu")
-    assert not credentials.is_ours("cs-abc234", "someone@classroom-sms.invalid")
-    assert credentials.is_our_email("x@classroom-sms.invalid")
+    assert not credentials.is_ours("cs-abc234", "someone@lab.invalid")
+    assert credentials.is_our_email("x@lab.invalid")
     assert not credentials.is_our_email(None)

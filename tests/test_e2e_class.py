@@ -24,6 +24,7 @@ from tests.e2e.harness import (
 from tests.e2e.scenario import deployment, phone_columns_holding
 from tests.fakes.coder import FakeCoder
 from tests.fakes.twilio import FakeTwilio
+from tests.student import log_in
 
 pytestmark = pytest.mark.e2e
 
@@ -76,7 +77,7 @@ def test_a_class_of_30_gets_working_accounts_and_expiry_removes_them(stack: Stac
 
 
 def assert_each_student_texted_working_credentials(stack: Stack, phones: list[str]) -> list[str]:
-    """One credentials SMS per phone, each logging into Coder; return the Coder usernames."""
+    """One credentials SMS per phone, each logging into Coder by email; return the usernames."""
     sent = wait_for(
         lambda: (found := credentials_sent(stack.twilio)).keys() >= set(phones) and found,
         timeout=60,
@@ -84,10 +85,12 @@ def assert_each_student_texted_working_credentials(stack: Stack, phones: list[st
     )
     assert {phone: len(sent[phone]) for phone in phones} == dict.fromkeys(phones, 1)
     for phone in phones:
-        username, password = sent[phone][0]
-        assert stack.coder.login(username, password), f"{username}: the texted password fails"
-    ours = [user["username"] for user in stack.coder.live_users(EMAIL_DOMAIN)]
-    assert sorted(ours) == sorted(sent[phone][0][0] for phone in phones)
+        email, password = sent[phone][0]
+        answer = log_in(stack.coder.url, email, password)
+        assert answer.status_code == 201, f"{email}: the texted credentials fail: {answer.text}"
+    users = stack.coder.live_users(EMAIL_DOMAIN)
+    assert sorted(u["email"] for u in users) == sorted(sent[phone][0][0] for phone in phones)
+    ours = [user["username"] for user in users]
     assert all(len(stack.coder.workspaces_of(username)) == 1 for username in ours)
     return ours
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from datetime import timedelta
 
@@ -15,9 +14,9 @@ from registrations import coder, provisioning
 from registrations.models import Account, AccountStatus, OutboundKind, OutboundMessage
 from tests.conftest import STUDENT_PHONE, make_session
 from tests.fakes.coder import DEFAULT_ORG_ID
+from tests.student import credentials_from_sms, log_in, logs_in
 
-DOMAIN = "classroom-sms.invalid"
-CREDENTIALS = re.compile(r"Username: (?P<username>\S+)\nPassword: (?P<password>\S+)")
+DOMAIN = "lab.invalid"
 
 
 @pytest.fixture
@@ -46,10 +45,13 @@ def run_tasks(sync_tasks, django_capture_on_commit_callbacks):
     return run
 
 
+def sms(fake_twilio, index: int = -1) -> str:
+    return fake_twilio.messages_to(STUDENT_PHONE)[index]["body"]
+
+
 def texted(fake_twilio, index: int = -1) -> tuple[str, str]:
-    match = CREDENTIALS.search(fake_twilio.messages_to(STUDENT_PHONE)[index]["body"])
-    assert match, "no username/password in the SMS"
-    return match["username"], match["password"]
+    """The (email, password) the student copies from the SMS."""
+    return credentials_from_sms(sms(fake_twilio, index))
 
 
 def our_users(fake_coder) -> list[str]:
@@ -71,17 +73,17 @@ def test_texting_the_phrase_ends_with_working_credentials_by_sms(
     assert account.credentials_sent_at is not None and account.coder_user_id
     [message] = fake_twilio.messages
     assert message["to"] == STUDENT_PHONE
-    username, password = texted(fake_twilio)
-    assert username == account.coder_username
-    assert fake_coder.login(username, password)
-    assert our_users(fake_coder) == [username]
+    email, _ = texted(fake_twilio)
+    assert email == f"{account.coder_username}@{DOMAIN}" == account.coder_email
+    assert logs_in(fake_coder.url, message["body"])
+    assert our_users(fake_coder) == [account.coder_username]
 
 
 def test_coder_receives_exactly_this_create_user_body(account, services):
     fake_coder, fake_twilio = services
     provisioning.provision(account.pk)
     account.refresh_from_db()
-    username, password = texted(fake_twilio)
+    _, password = texted(fake_twilio)
     [create] = [r for r in user_posts(fake_coder) if r.path == "/api/v2/users"]
     assert create.body == {
         "username": account.coder_username,
@@ -92,7 +94,7 @@ def test_coder_receives_exactly_this_create_user_body(account, services):
         "user_status": "active",
         "organization_ids": [DEFAULT_ORG_ID],
     }
-    assert fake_coder.users_by_username()[username]["status"] == "active"
+    assert fake_coder.users_by_username()[account.coder_username]["status"] == "active"
 
 
 def test_credentials_sms_is_stored_masked_and_the_password_nowhere(account, services, caplog):
@@ -131,8 +133,6 @@ def test_existing_user_with_our_marker_is_adopted_on_409(account, services):
     provisioning.provision(account.pk)
     account.refresh_from_db()
     assert (account.status, account.coder_username) == (AccountStatus.ACTIVE, "cs-abc234")
-    username, password = texted(fake_twilio)
-    assert username == "cs-abc234" and fake_coder.login(username, password)
     assert our_users(fake_coder) == ["cs-abc234"]
     calls = [(r.method, r.path) for r in fake_coder.requests() if r.path != "/api/v2/organizations"]
     assert calls == [
@@ -140,6 +140,8 @@ def test_existing_user_with_our_marker_is_adopted_on_409(account, services):
         ("GET", "/api/v2/users/cs-abc234"),
         ("PUT", f"/api/v2/users/{account.coder_user_id}/password"),
     ]
+    assert texted(fake_twilio)[0] == f"cs-abc234@{DOMAIN}"
+    assert logs_in(fake_coder.url, sms(fake_twilio))
 
 
 def test_taken_username_without_our_marker_is_never_touched(account, services):
@@ -149,10 +151,9 @@ def test_taken_username_without_our_marker_is_never_touched(account, services):
     provisioning.provision(account.pk)
     account.refresh_from_db()
     assert account.status == AccountStatus.ACTIVE and account.coder_username != "cs-abc234"
-    assert fake_coder.login("cs-abc234", "Their-Own-Password-42")
+    assert log_in(fake_coder.url, "teacher@example.edu", "Their-Own-Password-42").status_code == 201
     assert not fake_coder.requests("PUT", "/api/v2/users/")
-    username, password = texted(fake_twilio)
-    assert fake_coder.login(username, password)
+    assert logs_in(fake_coder.url, sms(fake_twilio))
 
 
 def test_a_5xx_blip_is_retried_inline(account, services):
@@ -162,7 +163,7 @@ def test_a_5xx_blip_is_retried_inline(account, services):
     account.refresh_from_db()
     assert (account.status, account.attempts) == (AccountStatus.ACTIVE, 1)
     assert len(user_posts(fake_coder)) == 2
-    assert fake_coder.login(*texted(fake_twilio))
+    assert logs_in(fake_coder.url, sms(fake_twilio))
 
 
 def test_lasting_5xx_goes_back_to_requested_and_the_sweep_finishes_it(account, services, run_tasks):
@@ -179,7 +180,7 @@ def test_lasting_5xx_goes_back_to_requested_and_the_sweep_finishes_it(account, s
     assert run_tasks(provisioning.redrive_stale, account.next_attempt_at) == 1
     account.refresh_from_db()
     assert (account.status, account.attempts, account.last_error) == ("active", 2, "")
-    assert fake_coder.login(*texted(fake_twilio))
+    assert logs_in(fake_coder.url, sms(fake_twilio))
 
 
 def test_timed_out_create_is_adopted_on_retry_without_a_second_user(
@@ -202,7 +203,7 @@ def test_timed_out_create_is_adopted_on_retry_without_a_second_user(
     account.refresh_from_db()
     assert account.status == AccountStatus.ACTIVE
     assert our_users(fake_coder) == [account.coder_username]
-    assert fake_coder.login(*texted(fake_twilio))
+    assert logs_in(fake_coder.url, sms(fake_twilio))
 
 
 def test_a_create_that_happened_behind_a_gateway_error_is_adopted_at_once(account, services):
@@ -216,8 +217,8 @@ def test_a_create_that_happened_behind_a_gateway_error_is_adopted_at_once(accoun
     account.refresh_from_db()
     assert (account.status, account.attempts, account.last_error) == ("active", 1, "")
     assert our_users(fake_coder) == [account.coder_username]
-    username, password = texted(fake_twilio)
-    assert username == account.coder_username and fake_coder.login(username, password)
+    email, password = texted(fake_twilio)
+    assert email == account.coder_email and logs_in(fake_coder.url, sms(fake_twilio))
     (adoption,) = fake_coder.requests("PUT", "/api/v2/users/")
     assert adoption.body == {"password": password}
 
@@ -244,7 +245,7 @@ def test_failure_after_the_create_is_recovered_without_a_second_user(
     assert account.status == AccountStatus.ACTIVE
     assert our_users(fake_coder) == [account.coder_username]
     assert [w["name"] for w in fake_coder.workspaces_of(account.coder_username)] == ["python-lab"]
-    assert fake_coder.login(*texted(fake_twilio))
+    assert logs_in(fake_coder.url, sms(fake_twilio))
 
 
 def test_worker_killed_mid_provisioning_is_recovered_by_the_sweep(account, services, run_tasks):
@@ -261,7 +262,7 @@ def test_worker_killed_mid_provisioning_is_recovered_by_the_sweep(account, servi
     account.refresh_from_db()
     assert account.status == AccountStatus.ACTIVE
     assert our_users(fake_coder) == ["cs-k7pw3m"]
-    assert fake_coder.login(*texted(fake_twilio))
+    assert logs_in(fake_coder.url, sms(fake_twilio))
 
 
 def test_twilio_failure_after_the_create_sends_a_new_password_later(account, services, run_tasks):
@@ -272,18 +273,18 @@ def test_twilio_failure_after_the_create_sends_a_new_password_later(account, ser
     assert account.status == AccountStatus.ACTIVE and account.credentials_sent_at is None
     assert "a new password will follow" in account.last_error
     lost_body = fake_twilio.requests_log[0][2]["Body"]
-    lost_password = CREDENTIALS.search(lost_body)["password"]
+    lost_email, lost_password = credentials_from_sms(lost_body)
 
     # The backoff is over (moved into the past rather than waited for).
     Account.objects.filter(pk=account.pk).update(next_attempt_at=timezone.now())
     assert run_tasks(provisioning.redrive_stale, timezone.now()) == 1
     account.refresh_from_db()
     assert account.credentials_sent_at is not None and account.next_attempt_at is None
-    username, password = texted(fake_twilio)
-    assert password != lost_password
-    assert fake_coder.login(username, password)
-    assert not fake_coder.login(username, lost_password)
-    assert our_users(fake_coder) == [username]
+    email, password = texted(fake_twilio)
+    assert password != lost_password and email == lost_email
+    assert logs_in(fake_coder.url, sms(fake_twilio))
+    assert log_in(fake_coder.url, lost_email, lost_password).status_code == 401
+    assert our_users(fake_coder) == [account.coder_username]
 
 
 def test_permanent_failure_marks_failed_and_tells_the_student(account, services, run_tasks):
@@ -324,7 +325,7 @@ def test_retry_failed_gives_a_failed_account_another_go(account, services, run_t
     assert run_tasks(provisioning.retry_failed, account)
     account.refresh_from_db()
     assert (account.status, account.attempts) == (AccountStatus.ACTIVE, 1)
-    assert fake_coder.login(*texted(fake_twilio))
+    assert logs_in(fake_coder.url, sms(fake_twilio))
     assert not provisioning.retry_failed(account)
 
 
@@ -347,7 +348,7 @@ def test_missing_template_still_gives_the_student_an_account(open_session, servi
     account.refresh_from_db()
     assert account.status == AccountStatus.ACTIVE
     assert "“nope” not found" in account.last_error
-    assert fake_coder.login(*texted(fake_twilio))
+    assert logs_in(fake_coder.url, sms(fake_twilio))
 
 
 def test_workspace_is_created_from_the_sessions_template(open_session, services):
@@ -359,6 +360,7 @@ def test_workspace_is_created_from_the_sessions_template(open_session, services)
     )
     provisioning.provision(account.pk)
     account.refresh_from_db()
-    [create] = fake_coder.requests("POST", f"/api/v2/users/{account.coder_username}/workspaces")
+    # By id: the student may rename themselves as soon as they log in.
+    [create] = fake_coder.requests("POST", f"/api/v2/users/{account.coder_user_id}/workspaces")
     assert create.body == {"name": "python-lab", "template_id": template["id"]}
     assert account.status == AccountStatus.ACTIVE and account.last_error == ""

@@ -10,10 +10,11 @@ from django.core.management import CommandError, call_command
 
 from registrations import cleanup
 from registrations.models import Account, AccountStatus
+from tests.student import rename_in_coder
 
 pytestmark = pytest.mark.django_db
 
-OURS = "classroom-sms.invalid"
+OURS = "lab.invalid"
 NOT_OURS = ["alice", "cs-lookalike", "eve"]
 
 
@@ -32,8 +33,14 @@ def coder_users(open_session, coder_account, fake_coder):
     return fake_coder
 
 
-def touched(fake_coder, username: str) -> list[str]:
-    return [f"{r.method} {r.path}" for r in fake_coder.requests_log if username in r.path]
+def touched(fake_coder, username: str, user_id: str = "") -> list[str]:
+    """Requests naming the user in their path, by name or by id."""
+    user_id = user_id or fake_coder.users_by_username()[username]["id"]
+    return [
+        f"{r.method} {r.path.replace(user_id, username)}"
+        for r in fake_coder.requests_log
+        if username in r.path or user_id in r.path
+    ]
 
 
 def test_orphans_are_deleted_and_other_users_untouched(coder_users):
@@ -52,17 +59,42 @@ def test_orphans_are_deleted_and_other_users_untouched(coder_users):
 
 def test_orphan_goes_through_suspend_workspaces_then_user(coder_users):
     workspace_id = coder_users.workspaces_of("cs-orphan")[0]["id"]
+    user_id = coder_users.users_by_username()["cs-orphan"]["id"]
 
     cleanup.reconcile()
     cleanup.reconcile()
 
-    assert touched(coder_users, "cs-orphan") == [
+    # By id (shown here as the name): the orphan could have renamed itself.
+    assert touched(coder_users, "cs-orphan", user_id) == [
         "PUT /api/v2/users/cs-orphan/status/suspend",
+        "GET /api/v2/users/cs-orphan",
+        "GET /api/v2/users/cs-orphan",
         "DELETE /api/v2/users/cs-orphan",
     ]
     deletes = [r.body for r in coder_users.requests("POST", f"/api/v2/workspaces/{workspace_id}")]
     assert deletes == [{"transition": "delete"}]
     assert not coder_users.workspaces_of("cs-orphan")
+
+
+def test_a_student_who_renamed_themselves_is_not_an_orphan(coder_users):
+    live_id = coder_users.users_by_username()["cs-live"]["id"]
+    rename_in_coder(coder_users, live_id, "renamed-student")
+    coder_users.clear_log()
+
+    cleanup.reconcile()
+    cleanup.reconcile()
+
+    assert coder_users.users_by_username()["renamed-student"]["status"] == "active"
+    assert touched(coder_users, "renamed-student", live_id) == []
+
+
+def test_a_user_created_before_its_row_saved_the_id_is_not_an_orphan(coder_users):
+    Account.objects.filter(coder_username="cs-live").update(coder_user_id="", coder_email="")
+
+    report = cleanup.reconcile()
+
+    assert report["orphans"] == 2  # the two real orphans only
+    assert coder_users.users_by_username()["cs-live"]["status"] == "active"
 
 
 def test_dry_run_finds_orphans_and_changes_nothing(coder_users):
@@ -72,7 +104,8 @@ def test_dry_run_finds_orphans_and_changes_nothing(coder_users):
 
 
 def test_coder_error_on_one_orphan_is_counted_and_the_others_go_on(coder_users):
-    coder_users.fail_next(3, 500, method="PUT", path_prefix="/api/v2/users/cs-gone")
+    gone_id = coder_users.users_by_username()["cs-gone"]["id"]
+    coder_users.fail_next(3, 500, method="PUT", path_prefix=f"/api/v2/users/{gone_id}")
 
     report = cleanup.reconcile()
 
@@ -107,7 +140,8 @@ def test_command_dry_run_lists_the_orphans(coder_users):
 
 
 def test_command_fails_with_a_clear_message_on_errors(coder_users):
-    coder_users.fail_next(3, 500, method="PUT", path_prefix="/api/v2/users/cs-gone")
+    gone_id = coder_users.users_by_username()["cs-gone"]["id"]
+    coder_users.fail_next(3, 500, method="PUT", path_prefix=f"/api/v2/users/{gone_id}")
 
     with pytest.raises(CommandError, match="1 orphans could not be deleted"):
         call_command("reconcile", stdout=StringIO(), stderr=StringIO())

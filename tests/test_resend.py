@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from registrations import provisioning
+from registrations.coder import get_client
 from registrations.models import Account, AccountStatus, OutboundKind, OutboundMessage
 from tests.conftest import STUDENT_PHONE
+from tests.student import credentials_from_sms, log_in, logs_in
 
-DOMAIN = "classroom-sms.invalid"
-CREDENTIALS = re.compile(r"Username: (?P<username>\S+)\nPassword: (?P<password>\S+)")
+DOMAIN = "lab.invalid"
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def texts_to_student(fake_twilio) -> list[str]:
 
 
 def password_in(body: str) -> str:
-    return CREDENTIALS.search(body)["password"]
+    return credentials_from_sms(body)[1]
 
 
 def test_resend_sets_a_new_password_in_coder_and_texts_it(active, services, run_tasks):
@@ -56,12 +56,12 @@ def test_resend_sets_a_new_password_in_coder_and_texts_it(active, services, run_
     old_password = password_in(texts_to_student(fake_twilio)[0])
     assert run_tasks(provisioning.request_resend, active)
     body = texts_to_student(fake_twilio)[-1]
-    assert body.startswith("New password for your Coder account.")
+    assert body.startswith("New Coder password.")
     new_password = password_in(body)
     [put] = fake_coder.requests("PUT", f"/api/v2/users/{active.coder_user_id}/password")
     assert put.body == {"password": new_password}
-    assert fake_coder.login(active.coder_username, new_password)
-    assert not fake_coder.login(active.coder_username, old_password)
+    assert logs_in(fake_coder.url, body)
+    assert log_in(fake_coder.url, active.coder_email, old_password).status_code == 401
     active.refresh_from_db()
     assert (active.resend_count, active.next_attempt_at) == (1, None)
     assert active.last_resent_at is not None
@@ -102,16 +102,16 @@ def test_repeat_text_of_the_phrase_resends(open_session, send_sms, services, run
     first, second = texts_to_student(fake_twilio)
     account = Account.objects.get()
     assert account.resend_count == 1
-    assert fake_coder.login(account.coder_username, password_in(second))
-    assert not fake_coder.login(account.coder_username, password_in(first))
+    assert logs_in(fake_coder.url, second)
+    assert not logs_in(fake_coder.url, first)
 
 
 def test_resend_keyword_resends(open_session, send_sms, services, run_tasks):
     fake_coder, fake_twilio = services
     run_tasks(send_sms, "python lab 3")
     run_tasks(send_sms, "RESEND")
-    account = Account.objects.get()
-    assert fake_coder.login(account.coder_username, password_in(texts_to_student(fake_twilio)[-1]))
+    assert Account.objects.get().resend_count == 1
+    assert logs_in(fake_coder.url, texts_to_student(fake_twilio)[-1])
     assert len(texts_to_student(fake_twilio)) == 2
 
 
@@ -127,7 +127,7 @@ def test_coder_rate_limit_delays_the_resend_until_the_sweep(active, services, ru
     Account.objects.filter(pk=active.pk).update(next_attempt_at=timezone.now())
     assert run_tasks(provisioning.redrive_stale, timezone.now()) == 1
     body = texts_to_student(fake_twilio)[-1]
-    assert fake_coder.login(active.coder_username, password_in(body))
+    assert logs_in(fake_coder.url, body)
     active.refresh_from_db()
     assert (active.next_attempt_at, active.last_error) == (None, "")
 
@@ -190,7 +190,7 @@ def test_recovery_refused_by_coder_for_good_tells_the_student(never_texted, serv
     assert provisioning.retry_failed(never_texted)
     run_tasks(provisioning.provision, never_texted.pk)
     body = texts_to_student(fake_twilio)[-1]
-    assert fake_coder.login(never_texted.coder_username, password_in(body))
+    assert logs_in(fake_coder.url, body)
 
 
 def test_an_opted_out_phone_keeps_its_password(active, services, run_tasks, send_sms):
@@ -204,3 +204,23 @@ def test_an_opted_out_phone_keeps_its_password(active, services, run_tasks, send
     assert len(texts_to_student(fake_twilio)) == 1  # only the first credentials
     active.refresh_from_db()
     assert (active.resend_count, active.next_attempt_at) == (0, None)
+
+
+def test_a_user_deleted_in_coder_directly_gets_no_dead_credentials(active, services, run_tasks):
+    fake_coder, fake_twilio = services
+    # An operator deleted the user in Coder's own UI. Coder still finds a deleted user by id
+    # (GetUserByID does not filter deleted rows), so a password change by id would "work".
+    assert get_client().delete_user(active.coder_user_id)
+    fake_coder.clear_log()
+
+    assert run_tasks(provisioning.request_resend, active)
+
+    active.refresh_from_db()
+    assert not fake_coder.requests("PUT", f"/api/v2/users/{active.coder_user_id}/password")
+    assert (active.status, active.deletion_reason) == (AccountStatus.DELETED, "gone")
+    assert active.phone is None
+    last = texts_to_student(fake_twilio)[-1]
+    assert last == (
+        f"Your Coder account {active.coder_username} has been deleted. Thanks for taking part!"
+    )
+    assert "Password" not in last

@@ -36,8 +36,10 @@ def coder_calls(fake_coder) -> list[tuple[str, str]]:
 
 PIPELINE_CALLS = [
     ("PUT", "users"),  # suspend
+    ("GET", "users"),  # the user's current name, by id: workspace search takes a name
     ("GET", "workspaces"),
     ("POST", "workspaces"),  # delete build
+    ("GET", "users"),
     ("GET", "workspaces"),
     ("DELETE", "users"),
 ]
@@ -139,5 +141,5 @@ def test_revoke_during_provisioning_marks_it_and_the_sweep_deletes_the_coder_use
     account = finish(account, django_capture_on_commit_callbacks)
 
     assert account.status == AccountStatus.DELETED
-    assert fake_coder.live_users("classroom-sms.invalid") == []
+    assert fake_coder.live_users("lab.invalid") == []
     assert not account.outbound_messages.filter(kind=OutboundKind.CREDENTIALS).exists()

@@ -24,6 +24,7 @@ EXPECTED = {
     "warn": ("registrations.tasks.warn", Schedule.MINUTES, 1),
     "expire": ("registrations.tasks.expire", Schedule.MINUTES, 1),
     "sweep": ("registrations.tasks.sweep", Schedule.MINUTES, 1),
+    "last_seen": ("registrations.tasks.last_seen", Schedule.MINUTES, 1),
     "reconcile": ("registrations.tasks.reconcile", Schedule.HOURLY, None),
     "retention": ("registrations.tasks.retention", Schedule.DAILY, None),
 }

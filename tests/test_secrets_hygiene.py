@@ -16,6 +16,7 @@ from django_q.tasks import _sync
 
 from registrations.models import Account, AccountStatus, OutboundMessage
 from tests.conftest import STUDENT_PHONE
+from tests.student import log_in
 
 pytestmark = pytest.mark.django_db
 
@@ -99,7 +100,7 @@ def test_the_flow_really_ran(enrolled_and_resent, fake_coder):
 
     assert account.status == AccountStatus.ACTIVE
     assert len(set(passwords)) == 2
-    assert fake_coder.login(account.coder_username, passwords[1])
+    assert log_in(fake_coder.url, account.coder_email, passwords[1]).status_code == 201
     assert [p["func"] for p in packages] == [
         "registrations.tasks.provision_account", "registrations.tasks.resend_credentials"
     ]

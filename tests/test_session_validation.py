@@ -135,14 +135,19 @@ def test_accounts_cannot_expire_before_enrollment_closes(alice, classroom):
     ]
 
 
-def test_a_credentials_override_must_carry_username_and_password(alice, classroom):
-    data = form_data(classroom, credentials_message="Welcome {username}! {oops}")
+def test_a_credentials_override_must_carry_email_and_password(alice, classroom):
+    data = form_data(classroom, credentials_message="Welcome {email}! {oops}")
     assert errors(alice.post(ADD_URL, data))["credentials_message"] == [
-        "Unknown placeholder {oops}. Use only {url}, {username}, {password}, {expires}."
+        "Unknown placeholder {oops}. Use only {url}, {email}, {username}, {password}, {expires}."
     ]
-    data = form_data(classroom, credentials_message="Welcome {username}!")
+    data = form_data(classroom, credentials_message="Welcome {email}!")
     assert errors(alice.post(ADD_URL, data))["credentials_message"] == [
         "The message must contain {password}, or students cannot log in."
+    ]
+    data = form_data(classroom, credentials_message="Welcome {username}! {password}")
+    assert errors(alice.post(ADD_URL, data))["credentials_message"] == [
+        "Coder's login form asks for the email address, not the username: the message must "
+        "contain {email}, or students cannot log in."
     ]
 
 
@@ -199,12 +204,13 @@ def test_preview_renders_the_override_with_its_segment_count(alice, settings):
         PREVIEW_URL,
         {
             "kind": "credentials",
-            "text": "Lab: {url} user {username} pass {password}",
+            "text": "Lab: {url} email {email} pass {password}",
             "time_zone": "Europe/Paris",
         },
     )
     data = response.json()
-    assert data["text"].startswith("Lab: https://coder.example.edu user cs")
+    assert data["text"].startswith("Lab: https://coder.example.edu email cs")
+    assert "@lab.invalid pass " in data["text"]
     assert (data["segments"], data["problems"], data["default"]) == (1, [], False)
     assert data["characters"] == len(data["text"])
 
@@ -219,10 +225,21 @@ def test_preview_counts_segments_of_a_long_or_unicode_text(alice):
 def test_preview_lists_problems_and_shows_the_default_instead(alice):
     data = alice.post(PREVIEW_URL, {"kind": "credentials", "text": "Hi {name}"}).json()
     assert data["problems"] == [
-        "Unknown placeholder {name}. Use only {url}, {username}, {password}, {expires}."
+        "Unknown placeholder {name}. Use only {url}, {email}, {username}, {password}, {expires}."
     ]
     assert data["default"] is True
-    assert "Password:" in data["text"]
+    assert "Password:" in data["text"] and "Email: cs-" in data["text"]
+
+
+def test_preview_of_an_override_with_username_only_explains_coder_logs_in_by_email(alice):
+    data = alice.post(
+        PREVIEW_URL, {"kind": "credentials", "text": "Hi {username}, password {password}"}
+    ).json()
+    assert data["problems"] == [
+        "Coder's login form asks for the email address, not the username: the message must "
+        "contain {email}, or students cannot log in."
+    ]
+    assert data["default"] is True and "Email: cs-" in data["text"]
 
 
 def test_preview_of_a_blank_override_is_the_default_text(alice):

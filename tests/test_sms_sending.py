@@ -11,7 +11,7 @@ import requests
 import responses
 from django.utils import timezone
 
-from registrations import sms
+from registrations import provisioning, sms
 from registrations.models import (
     Account,
     OptOut,
@@ -19,7 +19,15 @@ from registrations.models import (
     OutboundMessage,
     OutboundStatus,
 )
-from tests.conftest import OUR_NUMBER, PUBLIC_BASE_URL, STUDENT_PHONE, TWILIO_SID, sign
+from tests.conftest import (
+    OUR_NUMBER,
+    PUBLIC_BASE_URL,
+    STUDENT_PHONE,
+    TWILIO_SID,
+    TWILIO_TOKEN,
+    sign,
+)
+from tests.student import logs_in
 
 MESSAGES_URL = f"https://api.twilio.com/2010-04-01/Accounts/{TWILIO_SID}/Messages.json"
 SID = "SM" + "a" * 32
@@ -275,3 +283,90 @@ def test_a_status_callback_arriving_before_twilios_answer_is_not_overwritten(twi
     sms.deliver(message.pk)
     message.refresh_from_db()
     assert (message.status, message.twilio_sid) == (OutboundStatus.SENT, SID)
+
+
+@pytest.mark.parametrize("http_status", [401, 403])
+def test_rejected_credentials_hold_the_message_without_using_attempts(twilio, db, http_status):
+    reject(twilio, http_status, 20003, "Authenticate")
+    message = queued()
+    for _ in range(sms.MAX_ATTEMPTS + 2):
+        OutboundMessage.objects.filter(pk=message.pk).update(status=OutboundStatus.RETRY)
+        sms.deliver(message.pk)
+    message.refresh_from_db()
+    assert (message.status, message.error_code, message.attempts) == ("retry", 20003, 0)
+    assert "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN" in message.error_message
+    assert len(twilio.calls) == sms.MAX_ATTEMPTS + 2
+
+
+def test_a_held_message_is_delivered_once_the_credentials_work(
+    fake_twilio, settings, db, sync_tasks, django_capture_on_commit_callbacks
+):
+    settings.TWILIO_AUTH_TOKEN = "not-the-token"
+    message = queued()
+    sms.deliver(message.pk)
+    message.refresh_from_db()
+    assert (message.status, message.error_code) == (OutboundStatus.RETRY, 20003)
+    assert timedelta(seconds=55) < message.next_attempt_at - timezone.now() < timedelta(minutes=2)
+    assert fake_twilio.messages == []
+
+    settings.TWILIO_AUTH_TOKEN = TWILIO_TOKEN
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sms.redrive_stale(message.next_attempt_at) == 1
+    message.refresh_from_db()
+    assert (message.status, message.error_code, message.attempts) == ("queued", None, 1)
+    assert [m["body"] for m in fake_twilio.messages_to(STUDENT_PHONE)] == ["Hello class"]
+
+
+def test_a_password_message_refused_for_credentials_is_canceled_not_failed(twilio, open_session):
+    account = Account.objects.create(
+        session=open_session, phone=STUDENT_PHONE, expires_at=open_session.expires_at
+    )
+    reject(twilio, 401, 20003, "Authenticate")
+    delivery = sms.send_with_secret(
+        account=account, kind=OutboundKind.CREDENTIALS, body="pw abcd", secret="abcd"
+    )
+    assert delivery.held and not delivery.sent
+    assert (delivery.message.status, delivery.message.error_code) == ("canceled", 20003)
+    # The row's password is masked: a new password is sent instead, never this row.
+    assert sms.redrive_stale(timezone.now() + timedelta(hours=1)) == 0
+
+
+def test_credentials_wait_for_twilio_and_a_new_password_follows(
+    open_session, fake_coder, fake_twilio, settings
+):
+    settings.TWILIO_AUTH_TOKEN = "not-the-token"
+    account = Account.objects.create(
+        session=open_session, phone=STUDENT_PHONE, expires_at=open_session.expires_at
+    )
+    provisioning.provision(account.pk)
+    account.refresh_from_db()
+    assert (account.status, account.credentials_sent_at, account.attempts) == ("active", None, 1)
+    assert account.next_attempt_at - timezone.now() < timedelta(minutes=2)
+    assert "a new password will follow" in account.last_error
+
+    # An hour of wrong credentials, retried every minute: resend's 30-minute give-up never ends
+    # the wait, and no attempt is used up.
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    Account.objects.filter(pk=account.pk).update(
+        provisioned_at=an_hour_ago, next_attempt_at=timezone.now()
+    )
+    provisioning.resend(account.pk)
+    account.refresh_from_db()
+    assert (account.status, account.credentials_sent_at, account.attempts) == ("active", None, 1)
+    assert account.next_attempt_at is not None
+
+    settings.TWILIO_AUTH_TOKEN = TWILIO_TOKEN
+    Account.objects.filter(pk=account.pk).update(next_attempt_at=timezone.now())
+    provisioning.resend(account.pk)
+    account.refresh_from_db()
+    assert account.credentials_sent_at is not None and account.next_attempt_at is None
+    password = fake_coder.requests("PUT", "/api/v2/users/")[-1].body["password"]
+    [sent] = fake_twilio.messages_to(STUDENT_PHONE)
+    assert password in sent["body"]
+    assert logs_in(fake_coder.url, sent["body"])
+    statuses = list(
+        OutboundMessage.objects.filter(account=account)
+        .order_by("pk")
+        .values_list("status", flat=True)
+    )
+    assert statuses == ["canceled", "canceled", "queued"]

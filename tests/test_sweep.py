@@ -50,7 +50,7 @@ def test_row_left_mid_pipeline_by_a_crash_is_finished_by_sweeps(
 
     account.refresh_from_db()
     assert (account.status, account.phone) == (AccountStatus.DELETED, None)
-    assert fake_coder.live_users("classroom-sms.invalid") == []
+    assert fake_coder.live_users("lab.invalid") == []
 
 
 def test_lease_of_a_killed_worker_expires_and_the_step_runs_again(

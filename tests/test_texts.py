@@ -64,9 +64,24 @@ def test_segment_count_never_splits_an_escape_sequence():
 def test_credentials_text_is_one_gsm7_segment_with_local_expiry(account):
     text = texts.credentials_text(account, "k7pw-m3rt-q9zx")
     assert text == (
-        "Your Coder account is ready.\nhttps://coder.example.edu\nUsername: cs-k7pw3m\n"
+        "Your Coder account is ready.\nhttps://coder.example.edu\nEmail: cs-k7pw3m@lab.invalid\n"
         "Password: k7pw-m3rt-q9zx\nExpires Tue Mar 4 17:30 EST"
     )
+    assert is_gsm7(text) and segments(text) == 1
+
+
+def test_credentials_show_the_email_coder_answered_with_not_one_derived_now(account, settings):
+    # The domain setting may change after the user was created; the user's email does not.
+    account.coder_email = "cs-k7pw3m@old-domain.invalid"
+    settings.CODER_EMAIL_DOMAIN = "new.invalid"
+    assert "Email: cs-k7pw3m@old-domain.invalid\n" in texts.credentials_text(account, "pw")
+
+
+@pytest.mark.parametrize("render", [texts.credentials_text, texts.resend_text])
+def test_every_credentials_sms_fits_one_segment_with_a_realistic_url(account, settings, render):
+    settings.CODER_URL = "https://coder.cs.example.edu"
+    text = render(account, "k7pw-m3rt-q9zx")
+    assert "\nEmail: cs-k7pw3m@lab.invalid\nPassword: k7pw-m3rt-q9zx\n" in text
     assert is_gsm7(text) and segments(text) == 1
 
 
@@ -74,21 +89,29 @@ def test_credentials_text_gets_terser_for_a_long_coder_url(account, settings):
     settings.CODER_URL = "https://coder.computing-department.example-university.edu/lab"
     text = texts.credentials_text(account, "k7pw-m3rt-q9zx")
     assert segments(text) == 1
-    assert "cs-k7pw3m" in text and "k7pw-m3rt-q9zx" in text and settings.CODER_URL in text
+    assert "cs-k7pw3m@lab.invalid" in text and "k7pw-m3rt-q9zx" in text
+    assert settings.CODER_URL in text
 
 
 def test_resend_text_says_it_is_a_new_password(account):
     text = texts.resend_text(account, "abcd-efgh-jkmn")
-    assert text.startswith("New password for your Coder account.")
+    assert text.startswith("New Coder password.")
     assert "abcd-efgh-jkmn" in text and segments(text) == 1
 
 
 def test_session_override_is_used_for_credentials_and_resend(account):
-    account.session.credentials_message = "Lab 3! Log in at {url} as {username} / {password}."
+    account.session.credentials_message = "Lab 3! Log in at {url} as {email} / {password}."
     assert texts.credentials_text(account, "pw-1") == (
-        "Lab 3! Log in at https://coder.example.edu as cs-k7pw3m / pw-1."
+        "Lab 3! Log in at https://coder.example.edu as cs-k7pw3m@lab.invalid / pw-1."
     )
-    assert texts.resend_text(account, "pw-2").endswith("cs-k7pw3m / pw-2.")
+    assert texts.resend_text(account, "pw-2").endswith("cs-k7pw3m@lab.invalid / pw-2.")
+
+
+def test_a_stored_override_without_email_is_never_sent(account):
+    # Written before Coder's email login was understood: a student could not log in with it.
+    account.session.credentials_message = "Log in at {url} as {username} / {password}."
+    text = texts.credentials_text(account, "pw-1")
+    assert text.startswith("Your Coder account is ready.") and "Email: cs-k7pw3m@" in text
 
 
 def test_an_invalid_stored_override_falls_back_to_the_default(account):
@@ -130,14 +153,22 @@ def _errors(session) -> dict[str, list[str]]:
 def test_override_with_unknown_placeholder_is_rejected(open_session):
     open_session.credentials_message = "Hi {name}: {username} {password}"
     assert _errors(open_session)["credentials_message"] == [
-        "Unknown placeholder {name}. Use only {url}, {username}, {password}, {expires}."
+        "Unknown placeholder {name}. Use only {url}, {email}, {username}, {password}, {expires}."
     ]
 
 
-def test_credentials_override_must_contain_username_and_password(open_session):
+def test_credentials_override_must_contain_email_and_password(open_session):
     open_session.credentials_message = "Log in at {url}."
     assert _errors(open_session)["credentials_message"] == [
-        "The message must contain {username}, {password}, or students cannot log in."
+        "The message must contain {email}, {password}, or students cannot log in."
+    ]
+
+
+def test_an_override_with_username_instead_of_email_says_why_it_cannot_work(open_session):
+    open_session.credentials_message = "Log in at {url} as {username} / {password}."
+    assert _errors(open_session)["credentials_message"] == [
+        "Coder's login form asks for the email address, not the username: the message must "
+        "contain {email}, or students cannot log in."
     ]
 
 
@@ -151,18 +182,18 @@ def test_warning_override_cannot_carry_the_password(open_session):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("{username} {password", 'Unmatched "{" or "}". Write {{ or }} for a literal brace.'),
-        ("{username} {password} }", 'Unmatched "{" or "}". Write {{ or }} for a literal brace.'),
-        ("{username} {password} {}", "Empty placeholder {}. Write {{}} for literal braces."),
+        ("{email} {password", 'Unmatched "{" or "}". Write {{ or }} for a literal brace.'),
+        ("{email} {password} }", 'Unmatched "{" or "}". Write {{ or }} for a literal brace.'),
+        ("{email} {password} {}", "Empty placeholder {}. Write {{}} for literal braces."),
         (
-            "{username.__class__} {password}",
+            "{username.__class__} {email} {password}",
             "Placeholders take no attributes, indexes or formats: {username.__class__} is not "
-            "allowed. Use only {url}, {username}, {password}, {expires}.",
+            "allowed. Use only {url}, {email}, {username}, {password}, {expires}.",
         ),
         (
-            "{username!r} {password}",
+            "{username!r} {email} {password}",
             "Placeholders take no attributes, indexes or formats: {username} is not allowed. "
-            "Use only {url}, {username}, {password}, {expires}.",
+            "Use only {url}, {email}, {username}, {password}, {expires}.",
         ),
     ],
 )
@@ -172,11 +203,11 @@ def test_malformed_overrides_are_rejected_with_a_clear_message(open_session, ove
 
 
 def test_valid_overrides_and_literal_braces_pass(open_session):
-    open_session.credentials_message = "{{Lab}} {url} {username} {password} until {expires}"
+    open_session.credentials_message = "{{Lab}} {url} {email} {password} until {expires}"
     open_session.warning_message = "{minutes} min left"
     open_session.full_clean()
 
 
 def test_override_too_long_for_twilio_is_rejected(open_session):
-    open_session.credentials_message = "{username} {password} " + "x" * 1600
+    open_session.credentials_message = "{email} {password} " + "x" * 1600
     assert "too long" in _errors(open_session)["credentials_message"][0]

@@ -133,7 +133,10 @@ def dashboard_figures(user: AbstractBaseUser | AnonymousUser, now: datetime) -> 
     sessions = sessions_for(user).select_related("classroom")
     open_now = sessions.filter(
         opens_at__lte=now, closes_at__gt=now, expires_at__gt=now, ended_at__isnull=True
-    ).annotate(joined=Count("accounts", filter=~Q(accounts__status=AccountStatus.DELETED)))
+    ).annotate(
+        joined=Count("accounts", filter=~Q(accounts__status=AccountStatus.DELETED)),
+        logged_in=Count("accounts", filter=Q(accounts__coder_last_seen_at__isnull=False)),
+    )
     accounts = accounts_for(user)
     day_ago = now - timedelta(hours=24)
     recent = list(
@@ -144,6 +147,9 @@ def dashboard_figures(user: AbstractBaseUser | AnonymousUser, now: datetime) -> 
     return {
         "open_sessions": list(open_now),
         "live_accounts": accounts.filter(status__in=LIVE_STATUSES).count(),
+        "logged_in": accounts.filter(
+            status__in=LIVE_STATUSES, coder_last_seen_at__isnull=False
+        ).count(),
         "failed_accounts": accounts.filter(status=AccountStatus.FAILED).select_related(
             "session__classroom"
         )[:20],

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -16,7 +17,7 @@ from django.utils.formats import date_format
 from django.views.decorators.http import require_POST
 
 from registrations import cleanup, enrollment, sms, texts
-from registrations.admin.common import integration_warnings, scoped_object
+from registrations.admin.common import integration_notes, integration_warnings, scoped_object
 from registrations.admin.dashboard import dashboard_figures
 from registrations.admin.joincard import join_card
 from registrations.admin.preview import PREVIEW_KINDS, preview_message
@@ -104,6 +105,7 @@ class SessionPageMixin:
             request,
             session,
             card=join_card(session),
+            coder_url=settings.CODER_URL,
             warnings=integration_warnings(),
             **self.roster_context(session),
         )
@@ -273,6 +275,7 @@ class SessionPageMixin:
             "opts": self.opts,
             "title": "Dashboard",
             "warnings": integration_warnings(),
+            "integration_notes": integration_notes(),
             **dashboard_figures(request.user, timezone.now()),
         }
         return TemplateResponse(request, "registrations/dashboard.html", context)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import template
 from django.utils import timezone
 
-from registrations.admin.common import integration_warnings
+from registrations.admin.common import integration_notes, integration_warnings
 from registrations.admin.scoping import sessions_for
 
 register = template.Library()
@@ -21,6 +21,7 @@ def classroom_summary(context: template.Context) -> dict:
     )
     return {
         "warnings": integration_warnings(),
+        "integration_notes": integration_notes(),
         "open_sessions": list(open_now.select_related("classroom")[:10]),
         "can_view_sessions": request.user.has_perm("registrations.view_session"),
         "can_add_session": request.user.has_perm("registrations.add_session"),

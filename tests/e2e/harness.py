@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -28,12 +27,13 @@ from twilio.request_validator import RequestValidator
 
 from tests.e2e.backend import Backend, Database, make_backend
 from tests.e2e.processes import Service
+from tests.student import credentials_from_sms
 
 REPO = Path(__file__).resolve().parents[2]
 OUR_NUMBER = "+15005550006"
 OWNER = "e2e-instructor"
 CLASSROOM = "E2E class"
-EMAIL_DOMAIN = "classroom-sms.invalid"
+EMAIL_DOMAIN = "lab.invalid"
 # Variables a subprocess may inherit; everything the app reads is set explicitly below.
 INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "USER", "SYSTEMROOT")
 
@@ -388,19 +388,19 @@ class Stack:
         return dict(rows)
 
 
-# The credentials SMS in all its lengths (registrations/texts.py): "Username: u" or "User u".
-CREDENTIALS = re.compile(
-    r"^(?:Username:|User) (?P<username>\S+)\n(?:Password:|Pass) (?P<password>\S+)$", re.M
-)
-
-
 def credentials_sent(twilio: Any) -> dict[str, list[tuple[str, str]]]:
-    """(username, password) of every SMS carrying credentials, per phone, oldest first."""
+    """(email, password) of every SMS carrying credentials, per phone, oldest first.
+
+    Read as a student reads them (tests/student.py), so a text a student could not log in
+    with does not count as credentials.
+    """
     found: dict[str, list[tuple[str, str]]] = {}
     for message in twilio.messages:
-        match = CREDENTIALS.search(message["body"])
-        if match:
-            found.setdefault(message["to"], []).append((match["username"], match["password"]))
+        try:
+            pair = credentials_from_sms(message["body"])
+        except AssertionError:
+            continue  # not a credentials SMS (a warning, a goodbye)
+        found.setdefault(message["to"], []).append(pair)
     return found
 
 

@@ -52,7 +52,7 @@ def local_minute(iso: str) -> str:
     return f"{timezone.localtime(datetime.fromisoformat(iso)):%Y-%m-%d %H:%M}"
 
 
-def session_row(session: Session, counts: dict[str, int]) -> dict[str, Any]:
+def session_row(session: Session, counts: dict[str, int], logged_in: int = 0) -> dict[str, Any]:
     """Describe a session for `sessions list --json`."""
     return {
         "id": session.pk,
@@ -68,6 +68,8 @@ def session_row(session: Session, counts: dict[str, int]) -> dict[str, Any]:
         "template": session.coder_template,
         "accounts": {status: counts.get(status, 0) for status in AccountStatus.values},
         "accounts_total": sum(counts.values()),
+        # Students Coder has seen log in (from Coder's last_seen_at, polled every minute).
+        "logged_in": logged_in,
     }
 
 
@@ -165,8 +167,16 @@ class Command(BaseCommand):
         per_status = Account.objects.values_list("session_id", "status").annotate(n=Count("pk"))
         for session_id, status, n in per_status:
             counts.setdefault(session_id, {})[status] = n
+        logged_in = dict(
+            Account.objects.filter(coder_last_seen_at__isnull=False)
+            .values_list("session_id")
+            .annotate(n=Count("pk"))
+        )
         sessions = Session.objects.select_related("classroom__owner").order_by("pk")
-        rows = [session_row(session, counts.get(session.pk, {})) for session in sessions]
+        rows = [
+            session_row(session, counts.get(session.pk, {}), logged_in.get(session.pk, 0))
+            for session in sessions
+        ]
         if options["json"]:
             self.stdout.write(json.dumps(rows, indent=2))
             return
