@@ -19,7 +19,7 @@ from django.db.models import Case, F, IntegerField, Q, Value, When
 from django.http import QueryDict
 from django.utils import timezone
 
-from registrations import cleanup, enrollment, provisioning
+from registrations import deletion, enrollment, provisioning
 from registrations.models import (
     DELETION_STATUSES,
     Account,
@@ -254,7 +254,7 @@ def _live_accounts(phone: str) -> Q:
 def _done(phone: str) -> Routed:
     """Start deleting every live account of the phone (the student texted DONE)."""
     accounts = list(Account.objects.filter(_live_accounts(phone)).select_related("session"))
-    deleting = [a for a in accounts if cleanup.request_deletion(a, DeletionReason.DONE)]
+    deleting = [a for a in accounts if deletion.request_deletion(a, DeletionReason.DONE)]
     if not deleting:
         return Routed(InboundOutcome.DONE, NOTHING_TO_DELETE_REPLY)
     first = deleting[0]

@@ -9,9 +9,7 @@ setting a new password, and texts that one.
 
 from __future__ import annotations
 
-import functools
 import logging
-import random
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -21,9 +19,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
-from django_q.tasks import async_task
 
-from registrations import credentials, sms, texts
+from registrations import credentials, jobs, session_lifecycle, sms, texts
 from registrations.coder import CoderClient, CoderError, CoderNotConfigured, User, get_client
 from registrations.models import (
     Account,
@@ -46,8 +43,8 @@ DELETION_TASK = "registrations.tasks.advance_deletion"
 INLINE_TRIES = 2
 INLINE_PAUSE_SECONDS = 0.3
 INLINE_MAX_PAUSE_SECONDS = 3.0
-RETRY_BASE_SECONDS = 30
-RETRY_MAX_SECONDS = 10 * 60
+RETRY_BASE = timedelta(seconds=30)
+RETRY_MAX = timedelta(minutes=10)
 USERNAME_TRIES = 5
 # A resend that keeps failing (Twilio or Coder down) is abandoned after this long.
 RESEND_GIVE_UP_AFTER = timedelta(minutes=30)
@@ -59,19 +56,12 @@ class PermanentFailure(Exception):
 
 def backoff(attempts: int) -> timedelta:
     """Return the pause before retry number `attempts`, doubling, capped, with jitter."""
-    seconds = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
-    return timedelta(seconds=seconds * random.uniform(1.0, 1.25))
-
-
-def _enqueue(task: str, account_id: int) -> None:
-    # robust: a broker hiccup after commit must not turn the webhook into a 500; the row is
-    # saved, and the sweep re-drives rows whose task never arrived.
-    transaction.on_commit(functools.partial(async_task, task, account_id), robust=True)
+    return jobs.backoff(attempts, RETRY_BASE, RETRY_MAX)
 
 
 def enqueue_provision(account_id: int) -> None:
     """Queue provisioning of an account once the current transaction commits."""
-    _enqueue(PROVISION_TASK, account_id)
+    jobs.enqueue_on_commit(PROVISION_TASK, account_id)
 
 
 def _set(account_id: int, expected_status: str | None = None, **changes: Any) -> int:
@@ -228,7 +218,7 @@ def _ensure_workspace(account: Account) -> str:
     if not name:
         return ""
     client = get_client()
-    template = client.template_by_name(name, settings.CODER_ORGANIZATION or None)
+    template = session_lifecycle.find_template(name)
     if template is None:
         return f"Coder template “{name}” not found: no workspace was created."
     try:
@@ -415,7 +405,7 @@ def request_resend(account: Account, *, by_admin: bool = False) -> bool:
             last_resent_at=now,
             resend_count=F("resend_count") + 1,
         )
-        _enqueue(RESEND_TASK, account.pk)
+        jobs.enqueue_on_commit(RESEND_TASK, account.pk)
     return True
 
 
@@ -476,7 +466,7 @@ def _gone_from_coder(account: Account, now: datetime) -> None:
         last_error="The Coder user was deleted in Coder directly; no new password was sent.",
     )
     if moved:
-        _enqueue(DELETION_TASK, account.pk)
+        jobs.enqueue_on_commit(DELETION_TASK, account.pk)
 
 
 def _resend_failed(account: Account, exc: Exception, now: datetime) -> None:
@@ -518,19 +508,13 @@ def redrive_stale(now: datetime) -> int:
     due = Q(next_attempt_at__lte=now) | Q(
         next_attempt_at__isnull=True, status_changed_at__lte=stale
     )
-    count = 0
-    requested = Account.objects.filter(live, due, status=AccountStatus.REQUESTED)
-    for pk, when in requested.values_list("pk", "next_attempt_at")[:500]:
-        # Lease the row until the next sweep so that two sweeps never enqueue it twice.
-        leased = Account.objects.filter(
-            pk=pk, status=AccountStatus.REQUESTED, next_attempt_at=when
-        ).update(next_attempt_at=lease)
-        if leased:
-            enqueue_provision(pk)
-            count += 1
+    requested = Account.objects.filter(status=AccountStatus.REQUESTED)
+    candidates = requested.filter(live, due).values_list("pk", "next_attempt_at")[:500]
+    # Leased until the next sweep, so that two sweeps never enqueue one row twice.
+    count = jobs.lease_and_enqueue(requested, candidates, PROVISION_TASK, lease)
     # The resend task leases the row itself when it claims it (see _claim_resend).
     resends = Account.objects.filter(live, status=AccountStatus.ACTIVE, next_attempt_at__lte=now)
     for pk in resends.values_list("pk", flat=True)[:500]:
-        _enqueue(RESEND_TASK, pk)
+        jobs.enqueue_on_commit(RESEND_TASK, pk)
         count += 1
     return count

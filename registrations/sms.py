@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 import functools
 import logging
-import random
 import re
 import uuid
 from dataclasses import dataclass
@@ -26,11 +25,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from django_q.tasks import async_task
 from twilio.base.exceptions import TwilioException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from registrations import jobs
 from registrations.checks import missing_twilio_settings
 from registrations.models import (
     Account,
@@ -56,10 +55,10 @@ BAD_NUMBER_CODES = frozenset({21211, 21614})
 AUTH_FAILED_CODE = 20003
 
 MAX_ATTEMPTS = 5
-RETRY_BASE_SECONDS = 30
-RETRY_MAX_SECONDS = 15 * 60
+RETRY_BASE = timedelta(seconds=30)
+RETRY_MAX = timedelta(minutes=15)
 # While Twilio rejects our credentials a message waits, retried this often and never given up.
-HELD_RETRY_SECONDS = 60
+HELD_RETRY = timedelta(seconds=60)
 
 # Callbacks arrive out of order ("sent" after "delivered"): never move a message backwards.
 # Twilio's own "sending" is left out: our SENDING means "we are calling Twilio right now".
@@ -195,7 +194,7 @@ def queue_sms(
         return None
     message = _new_message(phone=phone, kind=kind, body=body, account=account, session=session)
     if message.status == OutboundStatus.PENDING:
-        transaction.on_commit(functools.partial(async_task, SEND_TASK, message.pk), robust=True)
+        jobs.enqueue_on_commit(SEND_TASK, message.pk)
     return message
 
 
@@ -305,7 +304,7 @@ def credentials_rejected(status: int | None, code: int | None) -> bool:
 def held_retry_delay() -> timedelta:
     """Return the pause before retrying a send that Twilio refused for our credentials."""
     # Jitter spreads a class's worth of waiting messages once the credentials are fixed.
-    return timedelta(seconds=HELD_RETRY_SECONDS * random.uniform(1.0, 1.25))
+    return jobs.backoff(1, HELD_RETRY, HELD_RETRY)
 
 
 def _rest_error(message: OutboundMessage, exc: TwilioException, retry_allowed: bool) -> Outcome:
@@ -344,9 +343,7 @@ def _transient(
     if attempts >= MAX_ATTEMPTS:
         _finish(message, OutboundStatus.FAILED, code, f"Gave up after {attempts} attempts: {text}")
         return Outcome.FAILED
-    delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempts - 1))
-    # Jitter spreads a class's worth of retries after a Twilio outage.
-    when = timezone.now() + timedelta(seconds=delay * random.uniform(1.0, 1.25))
+    when = timezone.now() + jobs.backoff(attempts, RETRY_BASE, RETRY_MAX)
     _update(
         message.pk,
         status=OutboundStatus.RETRY,
@@ -468,13 +465,7 @@ def redrive_stale(now: datetime) -> int:
         | Q(status=OutboundStatus.PENDING, next_attempt_at__isnull=True, created_at__lte=stale)
         | Q(status=OutboundStatus.PENDING, next_attempt_at__lte=now)
     ).exclude(kind=OutboundKind.CREDENTIALS)
-    count = 0
-    for pk, next_attempt_at in due.values_list("pk", "next_attempt_at")[:500]:
-        # Lease the row until the next sweep so two sweeps never enqueue it twice.
-        leased = OutboundMessage.objects.filter(pk=pk, next_attempt_at=next_attempt_at).update(
-            next_attempt_at=now + timedelta(seconds=settings.STALE_AFTER_SECONDS)
-        )
-        if leased:
-            transaction.on_commit(functools.partial(async_task, SEND_TASK, pk), robust=True)
-            count += 1
-    return count
+    # Leased until the next sweep, so that two sweeps never enqueue one message twice.
+    lease = now + timedelta(seconds=settings.STALE_AFTER_SECONDS)
+    candidates = due.values_list("pk", "next_attempt_at")[:500]
+    return jobs.lease_and_enqueue(OutboundMessage.objects.all(), candidates, SEND_TASK, lease)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from registrations import activity, cleanup, health, probes, provisioning, sms
+from registrations import activity, deletion, expiry, health, maintenance, probes, provisioning, sms
 from registrations.coder import CoderNotConfigured
 
 logger = logging.getLogger(__name__)
@@ -30,25 +30,25 @@ def send_sms(outbound_id: int) -> None:
 
 
 def advance_deletion(account_id: int) -> None:
-    cleanup.advance(account_id)
+    deletion.advance(account_id)
 
 
 def warn() -> int:
-    return cleanup.warn_due()
+    return expiry.warn_due()
 
 
 def expire() -> int:
-    return cleanup.expire_due()
+    return expiry.expire_due()
 
 
 def sweep() -> dict[str, int]:
     health.stamp_heartbeat()
-    return cleanup.sweep()
+    return maintenance.sweep()
 
 
 def reconcile() -> dict[str, int]:
     try:
-        return cleanup.reconcile()
+        return maintenance.reconcile()
     except CoderNotConfigured:
         # Nothing can be in Coder that we did not put there; not worth a failed task every hour.
         logger.info("reconcile skipped: Coder is not configured")
@@ -63,4 +63,4 @@ def last_seen() -> int:
 
 
 def retention() -> dict[str, int]:
-    return cleanup.apply_retention()
+    return maintenance.apply_retention()

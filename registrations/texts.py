@@ -10,12 +10,14 @@ import math
 import string
 import zoneinfo
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from registrations.models import Account, Session
+if TYPE_CHECKING:  # texts only read attributes; models imports texts to validate overrides
+    from registrations.models import Account, Session
 
 # GSM 03.38 default alphabet (ESC excluded) and its extension table (two septets each).
 GSM7_BASIC = frozenset(

@@ -13,7 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from registrations import cleanup, provisioning
+from registrations import deletion, expiry, provisioning
 from registrations.coder import get_client
 from registrations.models import DELETION_STATUSES, Account, AccountStatus, DeletionReason
 from tests.conftest import queued_tasks
@@ -37,7 +37,7 @@ def step(account: Account, capture) -> Account:
     """Run the account's next pipeline step (and any step it chains at once), as a worker would."""
     wait_is_over(account)
     with capture(execute=True):
-        cleanup.advance(account.pk)
+        deletion.advance(account.pk)
     account.refresh_from_db()
     return account
 
@@ -53,7 +53,7 @@ def test_expiry_suspends_deletes_workspaces_then_user_and_purges_phone(
     workspace_id = fake_coder.workspaces_of("cs-student")[0]["id"]
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert cleanup.expire_due() == 1
+        assert expiry.expire_due() == 1
 
     account.refresh_from_db()
     assert account.status == AccountStatus.DELETING_WORKSPACES
@@ -143,7 +143,7 @@ def test_failed_delete_build_is_retried_then_shows_why_stuck_until_orphaned(
     assert "injected failure" in account.last_error and "Orphan" in account.last_error
     assert account.next_attempt_at > timezone.now() + timedelta(minutes=30)
 
-    assert cleanup.orphan_workspaces(account) is True
+    assert deletion.orphan_workspaces(account) is True
     assert fake_coder.requests("POST")[-1].body == {"transition": "delete", "orphan": True}
     while account.status != AccountStatus.DELETED:
         step(account, django_capture_on_commit_callbacks)
@@ -155,7 +155,7 @@ def test_orphan_workspaces_refuses_an_account_not_deleting_workspaces(
 ):
     account = coder_account(open_session)
 
-    assert cleanup.orphan_workspaces(account) is False
+    assert deletion.orphan_workspaces(account) is False
     assert fake_coder.requests_log == []
 
 
@@ -169,7 +169,7 @@ def test_a_user_that_never_came_to_exist_counts_as_already_deleted(
     )
 
     with django_capture_on_commit_callbacks(execute=True):
-        cleanup.expire_due()
+        expiry.expire_due()
 
     account.refresh_from_db()
     assert account.status == AccountStatus.DELETED
@@ -188,7 +188,7 @@ def test_a_user_created_before_its_id_was_saved_is_found_by_email_and_deleted(
     Account.objects.filter(pk=account.pk).update(coder_user_id="", coder_email="")
 
     with django_capture_on_commit_callbacks(execute=True):
-        cleanup.expire_due()
+        expiry.expire_due()
     account.refresh_from_db()
     while account.status != AccountStatus.DELETED:
         step(account, django_capture_on_commit_callbacks)
@@ -212,7 +212,7 @@ def test_5xx_burst_keeps_the_state_and_backs_off(
     assert "503" in account.last_error
     assert account.next_attempt_at >= timezone.now() + timedelta(seconds=10)
     with django_capture_on_commit_callbacks(execute=True):
-        cleanup.advance(account.pk)  # not due yet: nothing happens
+        deletion.advance(account.pk)  # not due yet: nothing happens
     assert len(fake_coder.requests_log) == 3
 
     step(account, django_capture_on_commit_callbacks)
@@ -254,7 +254,7 @@ def test_account_never_created_in_coder_is_deleted_at_once(open_session, fake_co
         session=open_session, phone="+14155550199", expires_at=open_session.expires_at
     )
 
-    assert cleanup.request_deletion(account, DeletionReason.DONE) is True
+    assert deletion.request_deletion(account, DeletionReason.DONE) is True
     provisioning.provision(account.pk)  # its task, arriving late, finds nothing to do
 
     account.refresh_from_db()
@@ -268,7 +268,7 @@ def test_step_held_by_another_worker_is_not_run_twice(open_session, coder_accoun
     lease_end = timezone.now() + timedelta(seconds=30)
     Account.objects.filter(pk=account.pk).update(next_attempt_at=lease_end)
 
-    cleanup.advance(account.pk)
+    deletion.advance(account.pk)
 
     account.refresh_from_db()
     assert account.status == AccountStatus.SUSPENDING
@@ -278,7 +278,7 @@ def test_step_held_by_another_worker_is_not_run_twice(open_session, coder_accoun
 def test_advance_ignores_accounts_outside_the_pipeline(open_session, coder_account, fake_coder):
     account = coder_account(open_session)
 
-    cleanup.advance(account.pk)
+    deletion.advance(account.pk)
 
     account.refresh_from_db()
     assert account.status == AccountStatus.ACTIVE
@@ -298,10 +298,10 @@ def test_expiry_sends_at_most_a_batch_to_workers_and_the_sweep_the_rest(
     ]
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert cleanup.expire_due() == 5
+        assert expiry.expire_due() == 5
     first = [task["args"] for task in queued_tasks(broker)]
     with django_capture_on_commit_callbacks(execute=True):
-        assert cleanup.redrive_due(timezone.now()) == 2
+        assert deletion.redrive_due(timezone.now()) == 2
     second = [task["args"] for task in queued_tasks(broker)]
 
     assert first == [(ids[0],), (ids[1],)]
@@ -334,8 +334,8 @@ def test_class_of_300_is_deleted_within_minutes_under_coders_rate_limit(
         assert len(per_minute) < 10, f"still deleting after 10 minutes: {per_minute}"
         before = len(fake_coder.requests_log)
         with django_capture_on_commit_callbacks(execute=True):
-            cleanup.expire_due()
-            cleanup.redrive_due(timezone.now())
+            expiry.expire_due()
+            deletion.redrive_due(timezone.now())
         run_queued_tasks(broker, django_capture_on_commit_callbacks)
         paths = Counter(r.path for r in fake_coder.requests_log[before:])
         per_minute.append(max(paths.values(), default=0))
@@ -389,7 +389,7 @@ def test_cleanup_starts_the_pipeline_and_reports_counts(
         "Steps sent to workers now: 0.",  # the new one was sent at once, nothing else is due
         "In the pipeline: suspending 1, deleting_workspaces 0, deleting_user 0; with an error: 0.",
     ]
-    assert [t["func"] for t in queued_tasks(broker)] == [cleanup.ADVANCE_TASK]
+    assert [t["func"] for t in queued_tasks(broker)] == [deletion.ADVANCE_TASK]
 
 
 def test_a_student_who_renamed_themselves_is_still_suspended_and_deleted_with_workspaces(
@@ -400,7 +400,7 @@ def test_a_student_who_renamed_themselves_is_still_suspended_and_deleted_with_wo
     rename_in_coder(fake_coder, account.coder_user_id, "my-new-name")
 
     with django_capture_on_commit_callbacks(execute=True):
-        cleanup.expire_due()
+        expiry.expire_due()
     account.refresh_from_db()
     assert fake_coder.users_by_username()["my-new-name"]["status"] == "suspended"
     for _ in range(10):

@@ -13,7 +13,7 @@ from django.utils.module_loading import import_string
 from django_q.brokers import get_broker
 from django_q.signing import SignedPackage
 
-from registrations import cleanup
+from registrations import deletion, expiry, maintenance
 from registrations.models import Account, AccountStatus
 from tests.conftest import at_once, queued_tasks
 
@@ -45,7 +45,7 @@ def enqueue_twice(broker, ids: list[int]) -> None:
     # Duplicates, as a redelivery or two sweeps would produce them.
     for pk in ids + ids:
         broker.enqueue(SignedPackage.dumps(
-            {"id": f"t{pk}", "name": f"t{pk}", "func": cleanup.ADVANCE_TASK, "args": (pk,),
+            {"id": f"t{pk}", "name": f"t{pk}", "func": deletion.ADVANCE_TASK, "args": (pk,),
              "kwargs": {}, "started": timezone.now()}
         ))
 
@@ -61,8 +61,8 @@ def test_two_schedulers_start_each_deletion_once(open_session, broker, settings)
     ]
 
     def scheduler_tick() -> None:
-        cleanup.expire_due()
-        cleanup.sweep()
+        expiry.expire_due()
+        maintenance.sweep()
 
     at_once(scheduler_tick)
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from registrations import cleanup, enrollment
+from registrations import enrollment, session_lifecycle
 from registrations.models import Account, InboundOutcome, Session
 from tests.conftest import STUDENT_PHONE
 
 
 def test_a_session_ended_after_it_was_read_enrolls_nobody(open_session, broker):
     stale_copy = Session.objects.get(pk=open_session.pk)
-    cleanup.end_session(open_session)
+    session_lifecycle.end_session(open_session)
 
     result = enrollment.enroll(stale_copy, STUDENT_PHONE)
 
@@ -21,7 +21,7 @@ def test_a_session_ended_after_it_was_read_enrolls_nobody(open_session, broker):
 
 def test_an_extension_made_after_the_read_sets_the_new_expiry(open_session, broker):
     stale_copy = Session.objects.get(pk=open_session.pk)
-    cleanup.extend_session(open_session, 60)
+    session_lifecycle.extend_session(open_session, 60)
 
     result = enrollment.enroll(stale_copy, STUDENT_PHONE)
 

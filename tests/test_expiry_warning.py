@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from registrations import cleanup
+from registrations import expiry
 from registrations.models import (
     Account,
     AccountStatus,
@@ -44,7 +44,7 @@ def test_warning_reaches_twilio_saying_when_and_to_save_work(
     account = account_expiring_in(open_session, 9.5)
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert cleanup.warn_due() == 1
+        assert expiry.warn_due() == 1
 
     [sent] = fake_twilio.messages_to(STUDENT_PHONE)
     local = account.expires_at.astimezone(zoneinfo.ZoneInfo("America/New_York"))
@@ -60,15 +60,15 @@ def test_warning_reaches_twilio_saying_when_and_to_save_work(
 def test_warning_is_sent_once(open_session):
     account_expiring_in(open_session, 5)
 
-    assert cleanup.warn_due() == 1
-    assert cleanup.warn_due() == 0
+    assert expiry.warn_due() == 1
+    assert expiry.warn_due() == 0
     assert len(warnings()) == 1
 
 
 def test_no_warning_before_the_window_opens(open_session):
     account_expiring_in(open_session, 11)
 
-    assert cleanup.warn_due() == 0
+    assert expiry.warn_due() == 0
     assert warnings() == []
 
 
@@ -78,7 +78,7 @@ def test_each_session_uses_its_own_warn_minutes(classroom):
     warned = account_expiring_in(early, 20, phone="+14155550101")
     account_expiring_in(late, 20, phone="+14155550102", coder_username="cs-tomadu")
 
-    assert cleanup.warn_due() == 1
+    assert expiry.warn_due() == 1
     assert [m.account_id for m in warnings()] == [warned.pk]
     assert "in 20 min" in warnings()[0].body
 
@@ -87,7 +87,7 @@ def test_zero_warn_minutes_turns_the_warning_off(classroom):
     session = make_session(classroom, warn_minutes=0)
     account_expiring_in(session, 1)
 
-    assert cleanup.warn_due() == 0
+    assert expiry.warn_due() == 0
     assert warnings() == []
 
 
@@ -96,7 +96,7 @@ def test_session_override_text_is_used(open_session):
     open_session.save()
     account_expiring_in(open_session, 3)
 
-    cleanup.warn_due()
+    expiry.warn_due()
 
     assert warnings()[0].body == "Lab closes in 3 min. Push your code to GitHub!"
 
@@ -114,14 +114,14 @@ def test_session_override_text_is_used(open_session):
 def test_only_active_accounts_not_being_deleted_are_warned(open_session, fields):
     account_expiring_in(open_session, 5, **fields)
 
-    assert cleanup.warn_due() == 0
+    assert expiry.warn_due() == 0
     assert warnings() == []
 
 
 def test_expired_account_is_not_warned(open_session):
     account_expiring_in(open_session, -1)
 
-    assert cleanup.warn_due() == 0
+    assert expiry.warn_due() == 0
 
 
 def test_opted_out_phone_is_marked_warned_but_nothing_is_sent(
@@ -131,8 +131,8 @@ def test_opted_out_phone_is_marked_warned_but_nothing_is_sent(
     account = account_expiring_in(open_session, 5)
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert cleanup.warn_due() == 1
-        assert cleanup.warn_due() == 0
+        assert expiry.warn_due() == 1
+        assert expiry.warn_due() == 0
 
     account.refresh_from_db()
     assert account.warned_at is not None

@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils import timezone
 
-from registrations import cleanup
+from registrations import deletion, maintenance
 from registrations.models import (
     Account,
     AccountStatus,
@@ -109,7 +109,7 @@ def finish(account: Account, capture) -> Account:
             break
         Account.objects.filter(pk=account.pk).update(next_attempt_at=timezone.now())
         with capture(execute=True):
-            cleanup.advance(account.pk)
+            deletion.advance(account.pk)
     account.refresh_from_db()
     return account
 
@@ -130,12 +130,12 @@ def test_deletion_purges_the_number_from_every_row_of_the_account(
                                    account=account, status=OutboundStatus.RETRY)
 
     with django_capture_on_commit_callbacks(execute=True):
-        cleanup.request_deletion(account, reason)
+        deletion.request_deletion(account, reason)
     account = finish(account, django_capture_on_commit_callbacks)
     with django_capture_on_commit_callbacks(execute=True):
         OutboundMessage.objects.filter(status=OutboundStatus.RETRY).update(
             next_attempt_at=timezone.now())
-        cleanup.sweep()
+        maintenance.sweep()
 
     assert (account.status, account.phone) == (AccountStatus.DELETED, None)
     assert list(InboundMessage.objects.filter(account=account).values_list("phone", flat=True)) \
@@ -154,7 +154,7 @@ def test_an_opt_out_outlives_the_account(open_session, coder_account, fake_coder
     OptOut.objects.create(phone=STUDENT_PHONE)
 
     with django_capture_on_commit_callbacks(execute=True):
-        cleanup.request_deletion(account, DeletionReason.EXPIRED)
+        deletion.request_deletion(account, DeletionReason.EXPIRED)
     finish(account, django_capture_on_commit_callbacks)
 
     assert OptOut.objects.filter(phone=STUDENT_PHONE).exists()

@@ -9,7 +9,7 @@ import responses
 from django.utils import timezone
 from django_q.exceptions import TimeoutException
 
-from registrations import cleanup, provisioning
+from registrations import maintenance, provisioning
 from registrations.models import Account, AccountStatus, OutboundKind
 from tests.conftest import STUDENT_PHONE, TWILIO_SID
 
@@ -45,7 +45,7 @@ def test_kill_while_texting_credentials_is_recovered_with_a_new_password(
     twilio.remove(responses.POST, MESSAGES_URL)
     twilio.post(MESSAGES_URL, status=201, json={"sid": "SM" + "b" * 32, "status": "queued"})
     with django_capture_on_commit_callbacks(execute=True):
-        cleanup.sweep(timezone.now() + timedelta(seconds=1))
+        maintenance.sweep(timezone.now() + timedelta(seconds=1))
 
     account.refresh_from_db()
     assert account.credentials_sent_at is not None

@@ -8,7 +8,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from registrations import cleanup
+from registrations import maintenance
 from registrations.models import Account, AccountStatus
 from tests.student import rename_in_coder
 
@@ -44,8 +44,8 @@ def touched(fake_coder, username: str, user_id: str = "") -> list[str]:
 
 
 def test_orphans_are_deleted_and_other_users_untouched(coder_users):
-    first = cleanup.reconcile()
-    second = cleanup.reconcile()
+    first = maintenance.reconcile()
+    second = maintenance.reconcile()
 
     assert first == {"found": 3, "orphans": 2, "deleted": 1, "pending": 1, "errors": 0}
     assert second == {"found": 2, "orphans": 1, "deleted": 1, "pending": 0, "errors": 0}
@@ -61,8 +61,8 @@ def test_orphan_goes_through_suspend_workspaces_then_user(coder_users):
     workspace_id = coder_users.workspaces_of("cs-orphan")[0]["id"]
     user_id = coder_users.users_by_username()["cs-orphan"]["id"]
 
-    cleanup.reconcile()
-    cleanup.reconcile()
+    maintenance.reconcile()
+    maintenance.reconcile()
 
     # By id (shown here as the name): the orphan could have renamed itself.
     assert touched(coder_users, "cs-orphan", user_id) == [
@@ -81,8 +81,8 @@ def test_a_student_who_renamed_themselves_is_not_an_orphan(coder_users):
     rename_in_coder(coder_users, live_id, "renamed-student")
     coder_users.clear_log()
 
-    cleanup.reconcile()
-    cleanup.reconcile()
+    maintenance.reconcile()
+    maintenance.reconcile()
 
     assert coder_users.users_by_username()["renamed-student"]["status"] == "active"
     assert touched(coder_users, "renamed-student", live_id) == []
@@ -91,14 +91,14 @@ def test_a_student_who_renamed_themselves_is_not_an_orphan(coder_users):
 def test_a_user_created_before_its_row_saved_the_id_is_not_an_orphan(coder_users):
     Account.objects.filter(coder_username="cs-live").update(coder_user_id="", coder_email="")
 
-    report = cleanup.reconcile()
+    report = maintenance.reconcile()
 
     assert report["orphans"] == 2  # the two real orphans only
     assert coder_users.users_by_username()["cs-live"]["status"] == "active"
 
 
 def test_dry_run_finds_orphans_and_changes_nothing(coder_users):
-    assert cleanup.reconcile(dry_run=True)["orphans"] == 2
+    assert maintenance.reconcile(dry_run=True)["orphans"] == 2
 
     assert {r.method for r in coder_users.requests_log} == {"GET"}
 
@@ -107,7 +107,7 @@ def test_coder_error_on_one_orphan_is_counted_and_the_others_go_on(coder_users):
     gone_id = coder_users.users_by_username()["cs-gone"]["id"]
     coder_users.fail_next(3, 500, method="PUT", path_prefix=f"/api/v2/users/{gone_id}")
 
-    report = cleanup.reconcile()
+    report = maintenance.reconcile()
 
     assert (report["errors"], report["pending"]) == (1, 1)
     assert "cs-gone" in coder_users.users_by_username()

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from registrations import cleanup
+from registrations import maintenance
 from registrations.models import (
     Account,
     AccountStatus,
@@ -64,7 +64,7 @@ def test_old_logs_and_purged_accounts_go_recent_ones_stay(open_session):
         phone="+14155550100",
     )
 
-    assert cleanup.apply_retention() == {"inbound": 1, "outbound": 1, "accounts": 1}
+    assert maintenance.apply_retention() == {"inbound": 1, "outbound": 1, "accounts": 1}
 
     assert set(InboundMessage.objects.values_list("pk", flat=True)) == {new_in.pk}
     assert set(OutboundMessage.objects.values_list("pk", flat=True)) == {new_out.pk}
@@ -82,7 +82,7 @@ def test_counts_of_deleted_rows_are_kept_per_day_session_and_kind(open_session):
     outbound(day, OutboundKind.WARNING, session=open_session)
     purged_account(open_session, day)
 
-    cleanup.apply_retention()
+    maintenance.apply_retention()
 
     label = f"{timezone.localtime(day):%m-%d}"
     assert stats() == {
@@ -100,11 +100,11 @@ def test_counts_add_up_over_several_runs(open_session, settings):
     settings.RETENTION_DAYS = 7
     day = days_ago(10)
     inbound(day, session=open_session)
-    cleanup.apply_retention()
+    maintenance.apply_retention()
     inbound(day, session=open_session)
 
-    assert cleanup.apply_retention()["inbound"] == 1
-    assert cleanup.apply_retention() == {"inbound": 0, "outbound": 0, "accounts": 0}
+    assert maintenance.apply_retention()["inbound"] == 1
+    assert maintenance.apply_retention() == {"inbound": 0, "outbound": 0, "accounts": 0}
     assert UsageStat.objects.get(metric="inbound_provisioned").count == 2
 
 
@@ -113,5 +113,5 @@ def test_retention_days_is_configurable(open_session, settings):
     inbound(days_ago(4))
     inbound(days_ago(2))
 
-    assert cleanup.apply_retention()["inbound"] == 1
+    assert maintenance.apply_retention()["inbound"] == 1
     assert InboundMessage.objects.count() == 1

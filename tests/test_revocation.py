@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from registrations import cleanup
+from registrations import deletion, expiry, maintenance
 from registrations.models import Account, AccountStatus, DeletionReason, OutboundKind
 from tests.conftest import STUDENT_PHONE, queued_tasks
 
@@ -25,7 +25,7 @@ def finish(account: Account, capture) -> Account:
             break
         Account.objects.filter(pk=account.pk).update(next_attempt_at=timezone.now())
         with capture(execute=True):
-            cleanup.advance(account.pk)
+            deletion.advance(account.pk)
     account.refresh_from_db()
     return account
 
@@ -91,7 +91,7 @@ def test_expiry_deletes_without_a_goodbye_text(
     account = coder_account(open_session, expires_at=timezone.now() - timedelta(seconds=1))
     fake_coder.build_polls = 0
 
-    cleanup.expire_due()
+    expiry.expire_due()
     account = finish(account, django_capture_on_commit_callbacks)
 
     assert account.status == AccountStatus.DELETED
@@ -104,8 +104,8 @@ def test_second_request_is_a_no_op_and_the_first_reason_wins(
     account = coder_account(open_session)
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert cleanup.request_deletion(account, DeletionReason.REVOKED) is True
-        assert cleanup.request_deletion(account, DeletionReason.DONE) is False
+        assert deletion.request_deletion(account, DeletionReason.REVOKED) is True
+        assert deletion.request_deletion(account, DeletionReason.DONE) is False
 
     assert account.deletion_reason == DeletionReason.REVOKED
     assert account.status == AccountStatus.SUSPENDING
@@ -119,7 +119,7 @@ def test_deleted_account_cannot_be_revoked(open_session):
         session=open_session, status=AccountStatus.DELETED, expires_at=open_session.expires_at
     )
 
-    assert cleanup.request_deletion(account, DeletionReason.REVOKED) is False
+    assert deletion.request_deletion(account, DeletionReason.REVOKED) is False
     assert account.deletion_requested_at is None
 
 
@@ -131,13 +131,13 @@ def test_revoke_during_provisioning_marks_it_and_the_sweep_deletes_the_coder_use
     account = coder_account(open_session, status=AccountStatus.PROVISIONING)
     fake_coder.build_polls = 0
 
-    assert cleanup.request_deletion(account, DeletionReason.REVOKED) is True
+    assert deletion.request_deletion(account, DeletionReason.REVOKED) is True
     assert account.status == AccountStatus.PROVISIONING  # its task still owns the row
     Account.objects.filter(pk=account.pk).update(
         status_changed_at=timezone.now() - timedelta(minutes=10)
     )
     with django_capture_on_commit_callbacks(execute=True):
-        cleanup.sweep()
+        maintenance.sweep()
     account = finish(account, django_capture_on_commit_callbacks)
 
     assert account.status == AccountStatus.DELETED

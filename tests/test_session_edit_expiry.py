@@ -9,7 +9,7 @@ import pytest
 from django.contrib.messages import get_messages
 from django.utils import timezone
 
-from registrations import cleanup
+from registrations import expiry
 from registrations.models import Account, AccountStatus, DeletionReason, SessionState
 from tests.conftest import make_account, queued_tasks
 from tests.test_session_validation import form_data
@@ -71,8 +71,8 @@ def test_a_later_expiry_reaches_every_live_account_and_they_are_warned_again(
     assert revoked.expires_at == gone.expires_at == old
     assert "The new expiry applies to 1 account." in said(response)
     # The expire job follows the account's time, not the old one.
-    assert cleanup.expire_due(old + timedelta(minutes=1)) == 0
-    assert cleanup.expire_due(later + timedelta(seconds=1)) == 1
+    assert expiry.expire_due(old + timedelta(minutes=1)) == 0
+    assert expiry.expire_due(later + timedelta(seconds=1)) == 1
 
 
 def test_an_earlier_expiry_deletes_the_accounts_at_the_new_time(alice, open_session):
@@ -83,7 +83,7 @@ def test_an_earlier_expiry_deletes_the_accounts_at_the_new_time(alice, open_sess
 
     account.refresh_from_db()
     assert account.expires_at == sooner
-    assert cleanup.expire_due(sooner + timedelta(seconds=1)) == 1
+    assert expiry.expire_due(sooner + timedelta(seconds=1)) == 1
     account.refresh_from_db()
     assert account.deletion_reason == DeletionReason.EXPIRED
 

@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from registrations import cleanup
+from registrations import expiry, session_lifecycle
 from registrations.models import (
     Account,
     AccountStatus,
@@ -43,7 +43,7 @@ def test_end_session_expires_everyone_now_and_starts_the_pipeline(
     gone = account(open_session, 5, status=AccountStatus.DELETED, phone=None)
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert cleanup.end_session(open_session) == 3
+        assert session_lifecycle.end_session(open_session) == 3
 
     open_session.refresh_from_db()
     assert open_session.state == SessionState.ENDED
@@ -73,7 +73,7 @@ def test_ending_a_session_that_has_not_opened_keeps_its_times_valid(classroom):
     session = make_session(classroom, opens_at=later, closes_at=later + timedelta(minutes=30),
                            expires_at=later + timedelta(hours=2))
 
-    cleanup.end_session(session)
+    session_lifecycle.end_session(session)
 
     session.refresh_from_db()
     assert session.opens_at < session.closes_at <= session.expires_at <= timezone.now()
@@ -88,7 +88,7 @@ def test_ending_a_big_class_sends_a_batch_now_and_leaves_the_rest_due(
         account(open_session, number)
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert cleanup.end_session(open_session) == 5
+        assert session_lifecycle.end_session(open_session) == 5
 
     assert len(queued_tasks(broker)) == 2
     assert Account.objects.filter(status=AccountStatus.SUSPENDING).count() == 5
@@ -102,7 +102,7 @@ def test_extend_moves_the_session_and_every_live_accounts_expiry(open_session):
     leaving = account(open_session, 3, deletion_requested_at=timezone.now(),
                       deletion_reason=DeletionReason.DONE, status=AccountStatus.SUSPENDING)
 
-    cleanup.extend_session(open_session, 45)
+    session_lifecycle.extend_session(open_session, 45)
 
     open_session.refresh_from_db()
     for row in (warned, requested, leaving):
@@ -118,24 +118,24 @@ def test_extended_account_is_warned_again_with_its_new_time(classroom):
     student = account(session, 1, expires_at=timezone.now() + timedelta(minutes=5),
                       warned_at=timezone.now())
 
-    cleanup.extend_session(session, 30)
-    assert cleanup.warn_due() == 0
+    session_lifecycle.extend_session(session, 30)
+    assert expiry.warn_due() == 0
     Account.objects.filter(pk=student.pk).update(
         expires_at=timezone.now() + timedelta(minutes=8)  # time passes
     )
 
-    assert cleanup.warn_due() == 1
+    assert expiry.warn_due() == 1
     assert "in 8 min" in student.outbound_messages.get().body
 
 
 @pytest.mark.parametrize("minutes", [0, -5])
 def test_extend_needs_a_positive_number_of_minutes(open_session, minutes):
     with pytest.raises(ValidationError):
-        cleanup.extend_session(open_session, minutes)
+        session_lifecycle.extend_session(open_session, minutes)
 
 
 def test_ended_session_cannot_be_extended(open_session):
-    cleanup.end_session(open_session)
+    session_lifecycle.end_session(open_session)
 
     with pytest.raises(ValidationError, match="ended"):
-        cleanup.extend_session(open_session, 30)
+        session_lifecycle.extend_session(open_session, 30)

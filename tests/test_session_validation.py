@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from registrations.models import Session
-from registrations.sessions_service import default_times
+from registrations.session_lifecycle import default_times
 from tests.conftest import make_session
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from registrations import cleanup
+from registrations import maintenance
 from registrations.models import (
     Account,
     AccountStatus,
@@ -29,7 +29,7 @@ def long_ago() -> datetime:
 
 def swept_tasks(broker, capture) -> list[tuple[str, tuple]]:
     with capture(execute=True):
-        cleanup.sweep()
+        maintenance.sweep()
     return [(task["func"], task["args"]) for task in queued_tasks(broker)]
 
 
@@ -45,7 +45,7 @@ def test_row_left_mid_pipeline_by_a_crash_is_finished_by_sweeps(
 
     for _ in range(3):
         with django_capture_on_commit_callbacks(execute=True):
-            cleanup.sweep()
+            maintenance.sweep()
         Account.objects.filter(pk=account.pk).update(next_attempt_at=timezone.now())
 
     account.refresh_from_db()
@@ -118,7 +118,7 @@ def test_stale_requested_and_provisioning_rows_are_redriven_by_provisioning(
     )
 
     with django_capture_on_commit_callbacks(execute=True):
-        report = cleanup.sweep()
+        report = maintenance.sweep()
 
     assert report["provisioning"] == 1
     assert [(t["func"], t["args"]) for t in queued_tasks(broker)] == [
@@ -135,7 +135,7 @@ def test_sms_due_for_retry_is_sent_again(open_session, broker, django_capture_on
     )
 
     with django_capture_on_commit_callbacks(execute=True):
-        report = cleanup.sweep()
+        report = maintenance.sweep()
 
     assert report["sms"] == 1
     assert [(t["func"], t["args"]) for t in queued_tasks(broker)] == [
@@ -158,7 +158,7 @@ def test_credentials_sms_interrupted_mid_send_loses_the_number_of_a_purged_accou
     )
     OutboundMessage.objects.filter(pk=message.pk).update(updated_at=long_ago())
 
-    cleanup.sweep()
+    maintenance.sweep()
 
     message.refresh_from_db()
     assert (message.status, message.phone) == (OutboundStatus.FAILED, None)
@@ -169,6 +169,6 @@ def test_sweep_reports_what_it_redrove(open_session, coder_account, broker):
     coder_account(open_session, "cs-other", phone="+14155550188",
                   deletion_requested_at=long_ago(), deletion_reason=DeletionReason.DONE)
 
-    assert cleanup.sweep() == {
+    assert maintenance.sweep() == {
         "provisioning": 0, "sms": 0, "deletion_started": 1, "deletion_redriven": 1,
     }

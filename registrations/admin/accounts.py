@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
-from registrations import cleanup, provisioning
+from registrations import deletion, provisioning
 from registrations.admin.common import safe_next, scoped_object
 from registrations.admin.roster import still_in_coder
 from registrations.admin.scoping import ScopedAdmin
@@ -145,7 +145,7 @@ class AccountAdmin(ScopedAdmin):
         """Send the accounts to the deletion pipeline; say how many started."""
         started = 0
         for account in accounts:
-            if cleanup.request_deletion(account, DeletionReason.REVOKED):
+            if deletion.request_deletion(account, DeletionReason.REVOKED):
                 started += 1
                 self.log_change(request, account, "Revoked: deletion from Coder started.")
         text = f"Revoked {counted(started, 'account')}: being deleted from Coder now."
@@ -218,7 +218,7 @@ class AccountAdmin(ScopedAdmin):
         orphaned = 0
         accounts = list(queryset)
         for account in accounts:
-            if cleanup.orphan_workspaces(account):
+            if deletion.orphan_workspaces(account):
                 orphaned += 1
                 self.log_change(request, account, "Orphaned its stuck workspaces.")
         text = f"Orphaning the workspaces of {counted(orphaned, 'account')}."

@@ -10,7 +10,7 @@ from django import forms
 from django.conf import settings
 from django.utils.html import format_html
 
-from registrations import coder
+from registrations import coder, session_lifecycle
 from registrations.checks import missing_coder_settings
 from registrations.models import Session
 
@@ -63,12 +63,6 @@ def time_zone_field(current: str) -> forms.ChoiceField:
     )
 
 
-def coder_templates() -> list[coder.Template]:
-    """List the templates of the configured Coder organization."""
-    client = coder.get_client()
-    return client.templates(client.resolve_organization_id(settings.CODER_ORGANIZATION or None))
-
-
 def template_field(current: str) -> forms.Field:
     """Offer Coder's templates as choices, or a text box saying why they could not be listed."""
     label = "Coder template"
@@ -83,7 +77,7 @@ def template_field(current: str) -> forms.Field:
             ),
         )
     try:
-        templates = coder_templates()
+        templates = session_lifecycle.coder_templates()
     except (coder.CoderError, coder.CoderNotConfigured) as exc:
         logger.warning("could not list Coder templates: %s", exc)
         return forms.CharField(

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.views.decorators.http import require_POST
 
-from registrations import cleanup, enrollment, sms, texts
+from registrations import enrollment, session_lifecycle, sms, texts
 from registrations.admin.common import integration_notes, integration_warnings, scoped_object
 from registrations.admin.dashboard import dashboard_figures
 from registrations.admin.joincard import join_card
@@ -31,7 +31,7 @@ from registrations.models import (
     SessionState,
 )
 from registrations.phones import mask_phone, normalize_phone
-from registrations.sessions_service import (
+from registrations.session_lifecycle import (
     close_enrollment_now,
     open_enrollment_now,
     validation_text,
@@ -159,7 +159,7 @@ class SessionPageMixin:
 
     def extend(self, request: HttpRequest, session: Session, minutes: int) -> None:
         try:
-            cleanup.extend_session(session, minutes)
+            session_lifecycle.extend_session(session, minutes)
         except ValidationError as exc:
             messages.error(request, validation_text(exc))
             return
@@ -197,7 +197,7 @@ class SessionPageMixin:
         """End one session and log it; return how many accounts go, None if it had ended."""
         if session.state == SessionState.ENDED:
             return None
-        count = cleanup.end_session(session)
+        count = session_lifecycle.end_session(session)
         self.log_change(
             request, session, f"Ended the session now: {counted(count, 'account')} to delete."
         )

@@ -11,14 +11,14 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from registrations import cleanup
+from registrations import session_lifecycle
 from registrations.admin.common import integration_warnings
 from registrations.admin.roster import accounts_to_delete, still_in_coder
 from registrations.admin.scoping import ScopedAdmin
 from registrations.admin.session_form import SessionForm, template_field, time_zone_field
 from registrations.admin.session_page import SessionPageMixin, counted
 from registrations.models import Account, Session, SessionState
-from registrations.sessions_service import default_times
+from registrations.session_lifecycle import default_times
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -123,7 +123,7 @@ class SessionAdmin(SessionPageMixin, ScopedAdmin):
         super().save_model(request, obj, form, change)
         if not change or "expires_at" not in form.changed_data:
             return
-        count = cleanup.move_expiry(obj)
+        count = session_lifecycle.move_expiry(obj)
         if obj.ended_at:
             text = f"The new expiry has passed: {counted(count, 'account')} being deleted."
         else:

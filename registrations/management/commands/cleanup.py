@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from registrations import cleanup
+from registrations import deletion, expiry
 from registrations.models import DELETION_STATUSES, Account, AccountStatus
 
 
@@ -27,16 +27,16 @@ class Command(BaseCommand):
         if options["dry_run"]:
             self._list_plan(now)
             return
-        expired = cleanup.expire_due(now)
+        expired = expiry.expire_due(now)
         self.stdout.write(f"Expired now: {expired} account{'s' if expired != 1 else ''}.")
         # Steps waiting for workspace deletions otherwise wait for the every-minute sweep.
-        self.stdout.write(f"Steps sent to workers now: {cleanup.redrive_due(now)}.")
+        self.stdout.write(f"Steps sent to workers now: {deletion.redrive_due(now)}.")
         self._report_pipeline()
 
     def _list_plan(self, now: datetime) -> None:
         """Print every account the pipeline would delete, with the reason."""
         expired = list(
-            cleanup.expired_accounts(now)
+            expiry.expired_accounts(now)
             .select_related("session__classroom")
             .order_by("expires_at", "pk")
         )

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from registrations import cleanup, coder
+from registrations import coder, maintenance
 
 BAR_WIDTH = 30
 
@@ -25,7 +25,7 @@ class Command(BaseCommand):
             if options["dry_run"]:
                 self._list_orphans()
                 return
-            report = cleanup.reconcile(progress=self._progress)
+            report = maintenance.reconcile(progress=self._progress)
         except coder.CoderNotConfigured as exc:
             raise CommandError(f"Coder is not configured: {exc}.") from exc
         except coder.CoderError as exc:
@@ -35,7 +35,7 @@ class Command(BaseCommand):
             raise CommandError(f"{report['errors']} orphans could not be deleted (see the log).")
 
     def _list_orphans(self) -> None:
-        ours, orphans = cleanup.find_orphans(coder.get_client())
+        ours, orphans = maintenance.find_orphans(coder.get_client())
         self.stdout.write(
             f"Coder users with our marker (@{settings.CODER_EMAIL_DOMAIN}): {len(ours)}"
         )

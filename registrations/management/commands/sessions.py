@@ -15,10 +15,10 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from registrations import cleanup, coder
+from registrations import coder, session_lifecycle
 from registrations.checks import missing_coder_settings
 from registrations.models import Account, AccountStatus, Session, SessionState
-from registrations.sessions_service import (
+from registrations.session_lifecycle import (
     classroom_for_owner,
     create_session,
     default_times,
@@ -154,7 +154,7 @@ class Command(BaseCommand):
                 self.stderr.write("Coder is not configured: the template name is not checked.")
             return name
         try:
-            found = coder.get_client().template_by_name(name, settings.CODER_ORGANIZATION or None)
+            found = session_lifecycle.find_template(name)
         except (coder.CoderError, coder.CoderNotConfigured) as exc:
             self.stderr.write(f"Could not check the template with Coder ({exc}); keeping it.")
             return name
@@ -213,7 +213,7 @@ class Command(BaseCommand):
         if session.state == SessionState.ENDED:
             self.stdout.write(f"Session {id} (“{session.phrase}”) had already ended.")
             return
-        count = cleanup.end_session(session)
+        count = session_lifecycle.end_session(session)
         self.stdout.write(
             f"Ended session {id} (“{session.phrase}”): {count} account(s) being deleted."
         )
@@ -223,7 +223,7 @@ class Command(BaseCommand):
         if session.state == SessionState.ENDED:
             raise CommandError(f"Session {id} has ended; it cannot be extended.")
         try:
-            cleanup.extend_session(session, minutes)
+            session_lifecycle.extend_session(session, minutes)
         except ValidationError as exc:
             raise CommandError(validation_text(exc)) from exc
         session.refresh_from_db()

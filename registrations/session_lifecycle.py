@@ -1,7 +1,9 @@
-"""Creating sessions and opening or closing their enrollment: shared by the admin and the CLI."""
+"""A session's life: create, open and close enrollment, end, extend, move its expiry, and check
+its Coder template. One place, used alike by the admin, the CLI and the workflow."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -9,9 +11,20 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from registrations.models import Classroom, Session, SessionState
+from registrations import coder, deletion
+from registrations.models import (
+    Account,
+    AccountStatus,
+    Classroom,
+    DeletionReason,
+    Session,
+    SessionState,
+)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,17 @@ def create_session(classroom: Classroom, phrase: str, times: SessionTimes, **fie
     return session
 
 
+def coder_templates() -> list[coder.Template]:
+    """The templates a session may name: those of the configured Coder organization."""
+    client = coder.get_client()
+    return client.templates(client.resolve_organization_id(settings.CODER_ORGANIZATION or None))
+
+
+def find_template(name: str) -> coder.Template | None:
+    """The Coder template a session names (exact name, in CODER_ORGANIZATION), or None."""
+    return coder.get_client().template_by_name(name, settings.CODER_ORGANIZATION or None)
+
+
 def validation_text(error: ValidationError) -> str:
     """Flatten a ValidationError into one readable line per problem."""
     if hasattr(error, "error_dict"):
@@ -116,3 +140,66 @@ def _save_validated(session: Session, fields: list[str]) -> None:
     with transaction.atomic():
         session.full_clean()
         session.save(update_fields=[*fields, "updated_at"])
+
+
+def end_session(session: Session) -> int:
+    """End a session now: every account expires now and enters the deletion pipeline.
+
+    Returns the number of accounts whose deletion this requested.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        session.ended_at = session.ended_at or now
+        # Keep the constraints valid: opens_at < closes_at <= expires_at.
+        session.expires_at = min(session.expires_at, now)
+        session.closes_at = min(session.closes_at, session.expires_at)
+        session.opens_at = min(session.opens_at, session.closes_at - timedelta(seconds=1))
+        session.save(
+            update_fields=["ended_at", "expires_at", "closes_at", "opens_at", "updated_at"]
+        )
+        live = Account.objects.filter(session=session).exclude(status=AccountStatus.DELETED)
+        live.filter(expires_at__gt=now).update(expires_at=now)
+        requested = live.filter(deletion_requested_at__isnull=True).update(
+            deletion_reason=DeletionReason.ENDED, deletion_requested_at=now
+        )
+        deletion.start_requested(now)
+    logger.info("session %s ended: deleting %d accounts", session.pk, requested)
+    return requested
+
+
+def extend_session(session: Session, minutes: int) -> None:
+    """Move the session's expiry and every live account's expiry later by `minutes`.
+
+    Accounts already warned get a new warning before their new expiry.
+    """
+    if minutes <= 0:
+        raise ValidationError("Extend by a positive number of minutes.")
+    if session.ended_at:
+        raise ValidationError("This session has ended; its accounts are being deleted.")
+    delta = timedelta(minutes=minutes)
+    with transaction.atomic():
+        session.expires_at += delta
+        session.save(update_fields=["expires_at", "updated_at"])
+        Account.objects.filter(session=session, deletion_requested_at__isnull=True).exclude(
+            status=AccountStatus.DELETED
+        ).update(expires_at=F("expires_at") + delta, warned_at=None)
+    logger.info("session %s extended by %d minutes", session.pk, minutes)
+
+
+def move_expiry(session: Session) -> int:
+    """Give the live accounts a session's edited expiry; end the session if that is past.
+
+    Accounts copy the expiry when they are created, so an edit of the session's time must reach
+    them too (as extend does). Moved accounts are warned again before their new time. Returns the
+    number of accounts moved, or, for an expiry already past, sent to deletion.
+    """
+    if session.expires_at <= timezone.now():
+        return end_session(session)
+    moved = (
+        Account.objects.filter(session=session, deletion_requested_at__isnull=True)
+        .exclude(status=AccountStatus.DELETED)
+        .exclude(expires_at=session.expires_at)
+        .update(expires_at=session.expires_at, warned_at=None)
+    )
+    logger.info("session %s: expiry changed, %d accounts moved", session.pk, moved)
+    return moved

@@ -1,0 +1,79 @@
+"""The job machinery every workflow shares: enqueue on commit, back off with jitter, lease.
+
+The database row is the truth and the queue only a hint (DESIGN §10): a task is enqueued once
+the transaction that made its row due commits, and the every-minute sweep re-drives any row
+whose task was lost. These are the only places that talk to django-q2's `async_task`.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import QuerySet
+from django_q.tasks import async_task
+
+# A retry delay is stretched by up to this much, so that a class that failed together (a rate
+# limit, an outage) does not come back together.
+JITTER = 0.25
+
+
+def enqueue_on_commit(task: str, *args: int) -> None:
+    """Queue `task(*args)` once the current transaction commits (at once outside one).
+
+    Arguments are primary keys only: django-q2 pickles and stores them, and shows them in
+    admin. `robust`: a broker hiccup after commit must not turn a webhook into a 500; the row
+    is saved, and the sweep re-drives rows whose task never arrived.
+    """
+    transaction.on_commit(functools.partial(async_task, task, *args), robust=True)
+
+
+def backoff(
+    attempts: int,
+    base: timedelta,
+    cap: timedelta,
+    *,
+    at_least: float | None = None,
+) -> timedelta:
+    """The pause before retry number `attempts` (1, 2, ...): doubling from `base` up to `cap`.
+
+    `at_least` (seconds, e.g. a Retry-After) lengthens it; jitter is added last.
+    """
+    delay = min(base * 2 ** max(0, attempts - 1), cap)
+    if at_least:
+        delay = max(delay, timedelta(seconds=at_least))
+    return delay * random.uniform(1.0, 1.0 + JITTER)
+
+
+def task_lease() -> timedelta:
+    """How long a row claimed by a running task stays claimed.
+
+    django-q2 kills a task after `timeout` seconds: a lease that outlives it means the worker
+    died, and the sweep may hand the row to another one.
+    """
+    return timedelta(seconds=settings.Q_CLUSTER.get("timeout", 60) + 30)
+
+
+def lease_and_enqueue(
+    rows: QuerySet[Any],
+    candidates: Iterable[tuple[int, datetime | None]],
+    task: str,
+    lease_until: datetime | None,
+) -> int:
+    """Claim each candidate row and enqueue `task(pk)` for the ones this caller won.
+
+    Each candidate is a (pk, next_attempt_at as read) pair; the claim is a conditional update
+    of `next_attempt_at` to `lease_until` (None: "a task is on its way"), so two sweeps never
+    enqueue one row twice and a worker that claimed it meanwhile keeps it.
+    """
+    won = 0
+    for pk, seen in candidates:
+        if rows.filter(pk=pk, next_attempt_at=seen).update(next_attempt_at=lease_until):
+            enqueue_on_commit(task, pk)
+            won += 1
+    return won
