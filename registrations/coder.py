@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -29,12 +29,12 @@ PAGE_SIZE = 100
 ACTIVE_JOB_STATUSES = frozenset({"pending", "running", "canceling"})
 
 
-class CoderNotConfigured(Exception):
-    """CODER_URL or CODER_SESSION_TOKEN is not set."""
-
-
 class CoderError(Exception):
-    """A failed Coder call: an error answer, or no answer at all (status None)."""
+    """A failed Coder call: an error answer, or no answer at all (status None).
+
+    Callers act on the subclass (what happened), never on the HTTP status; `retryable` says
+    whether the same call may work later, and is decided here, in `_classify`, only.
+    """
 
     def __init__(
         self,
@@ -60,7 +60,7 @@ class CoderError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only attributes would be lost by Exception's default pickling (task results).
-        return (type(self), (self.method, self.path, self.status, self.message), self.__dict__)
+        return (_rebuild, (type(self), self.__dict__))
 
     def __str__(self) -> str:
         status = "no response" if self.status is None else str(self.status)
@@ -72,18 +72,14 @@ class CoderError(Exception):
             text += f" [{fields}]"
         return text
 
-    @property
-    def is_unknown_user(self) -> bool:
-        """Coder answers 400 (not 404) for a user that does not exist (or was deleted)."""
-        return self.status == 400 and UNKNOWN_USER_MESSAGE in self.message
-
     @classmethod
     def from_response(cls, method: str, path: str, response: requests.Response) -> CoderError:
         body = _json_or_none(response)
         body = body if isinstance(body, dict) else {}
         message = str(body.get("message") or response.reason or "HTTP error")
         validations = body.get("validations") or []
-        return cls(
+        kind = _classify(response.status_code, message)
+        return kind(
             method,
             path,
             response.status_code,
@@ -96,11 +92,108 @@ class CoderError(Exception):
     @classmethod
     def from_exception(cls, method: str, path: str, exc: requests.RequestException) -> CoderError:
         kind = "timed out" if isinstance(exc, requests.Timeout) else "network error"
-        return cls(method, path, None, f"{kind} ({type(exc).__name__})", retryable=True)
+        return Unreachable(method, path, None, f"{kind} ({type(exc).__name__})")
+
+
+def _rebuild(kind: type[CoderError], state: dict[str, Any]) -> CoderError:
+    error = kind.__new__(kind)
+    error.__dict__.update(state)
+    Exception.__init__(error, str(error))
+    return error
+
+
+class CoderNotConfigured(CoderError):
+    """CODER_URL or CODER_SESSION_TOKEN is not set: worth trying again once it is."""
+
+    def __init__(self, message: str = "CODER_URL and CODER_SESSION_TOKEN must be set") -> None:
+        super().__init__("", "", None, message, retryable=True)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Unreachable(CoderError):
+    """No answer: refused, timed out or cut off. Worth another try."""
+
+
+class Unauthorized(CoderError):
+    """401: Coder rejects our session token."""
+
+
+class Forbidden(CoderError):
+    """403: the token's user may not do this (not an owner)."""
+
+
+class RateLimited(CoderError):
+    """429: over Coder's rate limit; `retry_after` says when to come back."""
+
+
+class ServerError(CoderError):
+    """5xx: Coder (or a proxy in front of it) failed; worth another try."""
+
+
+class InvalidRequest(CoderError):
+    """400 for a request no retry can fix (a validation error, a weak password)."""
+
+
+class UserGone(CoderError):
+    """The user does not exist (Coder answers 400, not 404), or was deleted."""
+
+
+class NotFound(CoderError):
+    """404 for something other than a workspace (an organization, a template)."""
+
+
+class Conflict(CoderError):
+    """409: the thing already exists, or another operation is under way."""
+
+
+class UsernameTaken(Conflict):
+    """409 on POST /users: the username (any case) or the email is taken."""
+
+
+class WorkspaceExists(Conflict):
+    """409 on creating a workspace: the owner already has one of that name."""
+
+
+class BuildActive(Conflict):
+    """409 on a new build: the workspace's latest build has not finished yet."""
+
+
+class WorkspaceGone(CoderError):
+    """404 or 410 for a workspace: unknown, or already deleted."""
+
+
+class WorkspacesRemain(CoderError):
+    """417 on DELETE /users/{user}: the user still owns a workspace that is not deleted."""
 
 
 def _is_retryable(status: int | None) -> bool:
     return status is None or status == 429 or status >= 500
+
+
+def _narrow(error: CoderError, kinds: Mapping[type[CoderError], type[CoderError]]) -> CoderError:
+    """The same error as the route's own kind (a 409 on POST /users means "username taken")."""
+    kind = kinds.get(type(error))
+    return error if kind is None else _rebuild(kind, error.__dict__)
+
+
+def _classify(status: int, message: str) -> type[CoderError]:
+    """The kind of error a status means on any route; routes narrow it (see `_request`)."""
+    if status == 400:
+        return UserGone if UNKNOWN_USER_MESSAGE in message else InvalidRequest
+    kinds: dict[int, type[CoderError]] = {
+        401: Unauthorized,
+        403: Forbidden,
+        404: NotFound,
+        409: Conflict,
+        410: WorkspaceGone,
+        417: WorkspacesRemain,
+        429: RateLimited,
+    }
+    if status >= 500:
+        return ServerError
+    return kinds.get(status, CoderError)
 
 
 def _json_or_none(response: requests.Response) -> Any:
@@ -402,15 +495,17 @@ class CoderClient:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
-        expect: Iterable[int] = (),
+        narrow: Mapping[type[CoderError], type[CoderError]] | None = None,
         auth: bool = True,
     ) -> requests.Response:
-        """Send one API call, retrying what is safe; return any 2xx or an `expect`ed status."""
+        """Send one API call, retrying what is safe; return its 2xx answer or raise CoderError.
+
+        `narrow` gives a general error the route's own meaning, e.g. {Conflict: UsernameTaken}.
+        """
         method = method.upper()
         headers = {"Accept": "application/json"}
         if auth:
             headers["Coder-Session-Token"] = self._token
-        expected = frozenset(expect)
         attempt = 0
         while True:
             started = time.monotonic()
@@ -432,9 +527,9 @@ class CoderClient:
                     continue
                 raise error from exc
             self._log(method, path, response.status_code, started)
-            if 200 <= response.status_code < 300 or response.status_code in expected:
+            if 200 <= response.status_code < 300:
                 return response
-            error = CoderError.from_response(method, path, response)
+            error = _narrow(CoderError.from_response(method, path, response), narrow or {})
             delay = self._retry_delay(method, error, attempt)
             if delay is None:
                 raise error
@@ -523,7 +618,7 @@ class CoderClient:
         name: str = "",
         user_status: str = "active",
     ) -> User:
-        """POST /users (201). Raises CoderError 409 when the username or email is taken."""
+        """POST /users (201). Raises UsernameTaken when the username or email is taken."""
         body = {
             "username": username,
             "email": email,
@@ -534,18 +629,15 @@ class CoderClient:
             "user_status": user_status,
             "organization_ids": [organization_id],
         }
-        return User.from_json(self._json("POST", "/users", json=body))
+        taken = {Conflict: UsernameTaken}
+        return User.from_json(self._json("POST", "/users", json=body, narrow=taken))
 
     def get_user(self, user: str) -> User | None:
         """GET /users/{user} by username, UUID or "me"; None when Coder does not know it."""
-        path = f"/users/{_segment(user)}"
-        response = self._request("GET", path, expect=(400,))
-        if response.status_code == 400:
-            error = CoderError.from_response("GET", path, response)
-            if error.is_unknown_user:
-                return None
-            raise error
-        return User.from_json(_body(response))
+        try:
+            return User.from_json(self._json("GET", f"/users/{_segment(user)}"))
+        except UserGone:
+            return None
 
     def list_users(
         self, q: str = "", limit: int = PAGE_SIZE, offset: int = 0
@@ -638,26 +730,30 @@ class CoderClient:
             path = f"/organizations/{_segment(organization)}/members/{_segment(user)}/workspaces"
         else:
             path = f"/users/{_segment(user)}/workspaces"
-        return Workspace.from_json(self._json("POST", path, json=body))
+        exists = {Conflict: WorkspaceExists}
+        return Workspace.from_json(self._json("POST", path, json=body, narrow=exists))
 
     def get_workspace(self, workspace_id: str) -> Workspace | None:
         """GET /workspaces/{workspace}; None when unknown (404) or deleted (410)."""
-        response = self._request("GET", f"/workspaces/{_segment(workspace_id)}", expect=(404, 410))
-        if response.status_code in (404, 410):
+        path = f"/workspaces/{_segment(workspace_id)}"
+        try:
+            return Workspace.from_json(self._json("GET", path, narrow={NotFound: WorkspaceGone}))
+        except WorkspaceGone:
             return None
-        return Workspace.from_json(_body(response))
 
     def delete_workspace(self, workspace_id: str, orphan: bool = False) -> WorkspaceBuild:
         """POST /workspaces/{workspace}/builds {"transition": "delete"} (201).
 
-        Raises CoderError 409 while another build is active: wait for it, then retry. `orphan`
-        drops Coder's record without destroying anything; a last resort after failed deletes.
+        Raises BuildActive while another build is active: wait for it, then retry; WorkspaceGone
+        when it is unknown or deleted. `orphan` drops Coder's record without destroying
+        anything; a last resort after failed deletes.
         """
         body: dict[str, Any] = {"transition": "delete"}
         if orphan:
             body["orphan"] = True
         path = f"/workspaces/{_segment(workspace_id)}/builds"
-        return WorkspaceBuild.from_json(self._json("POST", path, json=body))
+        kinds = {Conflict: BuildActive, NotFound: WorkspaceGone}
+        return WorkspaceBuild.from_json(self._json("POST", path, json=body, narrow=kinds))
 
     def get_build(self, build_id: str) -> WorkspaceBuild:
         """GET /workspacebuilds/{workspacebuild}."""
@@ -665,16 +761,15 @@ class CoderClient:
         return WorkspaceBuild.from_json(self._json("GET", path))
 
     def delete_user(self, user: str) -> bool:
-        """DELETE /users/{user}: True when deleted now, False when it was already gone (400).
+        """DELETE /users/{user}: True when deleted now, False when Coder no longer knows it.
 
-        Raises CoderError 417 (not retryable) while the user still owns workspaces that are not
-        deleted yet: delete them or wait for their delete builds, then call again.
+        Raises WorkspacesRemain (417) while the user still owns workspaces that are not deleted
+        yet: delete them or wait for their delete builds, then call again.
         """
-        path = f"/users/{_segment(user)}"
-        response = self._request("DELETE", path, expect=(400,))
-        if response.status_code == 400:
-            # Unknown or already deleted: for the delete lifecycle that means done.
-            return False
+        try:
+            self._request("DELETE", f"/users/{_segment(user)}")
+        except UserGone:
+            return False  # for the delete lifecycle, already gone means done
         return True
 
 
@@ -689,7 +784,7 @@ def get_client() -> CoderClient:
     url = (getattr(settings, "CODER_URL", "") or "").strip()
     token = (getattr(settings, "CODER_SESSION_TOKEN", "") or "").strip()
     if not url or not token:
-        raise CoderNotConfigured("CODER_URL and CODER_SESSION_TOKEN must be set")
+        raise CoderNotConfigured()
     timeout = float(getattr(settings, "CODER_TIMEOUT", 10.0) or 10.0)
     key = (url, token, timeout)
     with _clients_lock:

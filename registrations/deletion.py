@@ -177,7 +177,7 @@ def advance(account_id: int) -> None:
             _record(account, Step(AccountStatus.DELETED))  # the user never came to exist
             return
         step = _STEPS[account.status](account, client)
-    except (coder.CoderError, coder.CoderNotConfigured) as exc:
+    except coder.CoderError as exc:
         _back_off(account, exc)
         return
     _record(account, step)
@@ -214,10 +214,8 @@ def _suspend(account: Account, client: coder.CoderClient) -> Step:
     """Suspend the Coder user, so access ends now even if deleting takes a while."""
     try:
         client.suspend_user(account.coder_user_id)
-    except coder.CoderError as exc:
-        if exc.is_unknown_user:
-            return Step(AccountStatus.DELETED)  # already gone from Coder
-        raise
+    except coder.UserGone:
+        return Step(AccountStatus.DELETED)  # already gone from Coder
     return Step(AccountStatus.DELETING_WORKSPACES, fields={"suspended_at": timezone.now()})
 
 
@@ -248,13 +246,11 @@ def _stuck_error(found: WorkspaceDeletes, failures: int) -> str:
 
 
 def _delete_user(account: Account, client: coder.CoderClient) -> Step:
-    """Delete the Coder user; Coder answers 417 while a workspace is not deleted yet."""
+    """Delete the Coder user; Coder refuses while a workspace is not deleted yet."""
     try:
         client.delete_user(account.coder_user_id)  # False: it was already gone
-    except coder.CoderError as exc:
-        if exc.status == 417:
-            return Step(AccountStatus.DELETING_WORKSPACES, _poll_wait())
-        raise
+    except coder.WorkspacesRemain:
+        return Step(AccountStatus.DELETING_WORKSPACES, _poll_wait())
     return Step(AccountStatus.DELETED)
 
 
@@ -301,12 +297,10 @@ def _send_delete(client: coder.CoderClient, workspace: coder.Workspace, orphan: 
     """Create a delete build; return whether the workspace is still there afterwards."""
     try:
         build = client.delete_workspace(workspace.id, orphan=orphan)
-    except coder.CoderError as exc:
-        if exc.status in (404, 410):
-            return False  # already gone
-        if exc.status == 409:
-            return True  # a build started meanwhile: look again later
-        raise
+    except coder.WorkspaceGone:
+        return False
+    except coder.BuildActive:
+        return True  # a build started meanwhile: look again later
     return not build.is_deleted
 
 
@@ -416,7 +410,7 @@ def orphan_workspaces(account: Account) -> bool:
         found = request_workspace_deletes(
             coder.get_client(), account.coder_user_id, retry_failed=True, orphan=True
         )
-    except (coder.CoderError, coder.CoderNotConfigured) as exc:
+    except coder.CoderError as exc:
         Account.objects.filter(pk=account.pk).update(last_error=f"Orphaning failed: {exc}"[:500])
         account.refresh_from_db()
         return False

@@ -104,11 +104,11 @@ def _delete_orphan(client: coder.CoderClient, user: coder.User) -> str:
         if deletion.request_workspace_deletes(client, user.id, retry_failed=True).remaining:
             return "pending"
         client.delete_user(user.id)
+    except coder.UserGone:
+        return "deleted"
+    except coder.WorkspacesRemain:
+        return "pending"
     except coder.CoderError as exc:
-        if exc.is_unknown_user:
-            return "deleted"
-        if exc.status == 417:
-            return "pending"
         logger.warning("reconcile: could not delete orphan %s: %s", user.username, exc)
         return "errors"
     logger.info("reconcile: deleted orphan Coder user %s", user.username)

@@ -20,7 +20,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 
 from registrations import sms
 from registrations.checks import missing_coder_settings, missing_twilio_settings
-from registrations.coder import CoderClient, CoderError
+from registrations.coder import CoderClient, CoderError, Unauthorized, Unreachable
 from registrations.models import IntegrationStatus
 
 logger = logging.getLogger(__name__)
@@ -70,9 +70,9 @@ def probe_coder() -> ProbeResult:
 
 
 def _coder_failure(exc: CoderError, version: str) -> ProbeResult:
-    if exc.status is None:
+    if isinstance(exc, Unreachable):
         return ProbeResult(False, f"not reachable: {exc.message}", UNREACHABLE, version)
-    if exc.status == 401:
+    if isinstance(exc, Unauthorized):
         return ProbeResult(False, "token rejected (401)", REJECTED, version)
     return ProbeResult(False, f"answered {exc.status}: {exc.message}", ERROR, version)
 

@@ -21,7 +21,16 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from registrations import credentials, jobs, session_lifecycle, sms, texts
-from registrations.coder import CoderClient, CoderError, CoderNotConfigured, User, get_client
+from registrations.coder import (
+    CoderClient,
+    CoderError,
+    InvalidRequest,
+    User,
+    UserGone,
+    UsernameTaken,
+    WorkspaceExists,
+    get_client,
+)
 from registrations.models import (
     Account,
     AccountStatus,
@@ -113,7 +122,7 @@ def provision(account_id: int) -> None:
     except PermanentFailure as exc:
         _fail(account, str(exc))
         return
-    except (CoderError, CoderNotConfigured) as exc:
+    except CoderError as exc:
         _retry_later(account, exc)
         return
     if not _activate(account, workspace_note):
@@ -155,10 +164,11 @@ def _create_or_adopt(account: Account) -> tuple[User, str]:
                 user_status="active",
             )
             return user, password
+        except UsernameTaken:
+            pass
         except CoderError as exc:
-            if exc.status != 409:
-                _raise_if_permanent(exc)
-                raise
+            _raise_if_permanent(exc)
+            raise
         existing = client.get_user(username)
         if existing is not None and credentials.is_ours(username, existing.email):
             return _adopt(client, account, existing)
@@ -206,9 +216,10 @@ def _adopt(client: CoderClient, account: Account, user: User) -> tuple[User, str
 
 
 def _raise_if_permanent(exc: CoderError) -> None:
-    # 400 is Coder's "your request is invalid": repeating it cannot help. Everything else
-    # (401/403 while a token is fixed, 404 org, 429, 5xx, timeouts) is worth another attempt.
-    if exc.status == 400:
+    # Coder's "your request is invalid" (or "no such user"): repeating it cannot help.
+    # Everything else (a token being fixed, an unknown organization, rate limits, outages) is
+    # worth another attempt.
+    if isinstance(exc, (InvalidRequest, UserGone)):
         raise PermanentFailure(str(exc)) from exc
 
 
@@ -224,9 +235,9 @@ def _ensure_workspace(account: Account) -> str:
     try:
         # By id: the student may rename themselves in Coder the moment they log in.
         client.create_workspace(account.coder_user_id, template.name, template.id)
+    except WorkspaceExists:
+        return ""  # already created by an earlier attempt
     except CoderError as exc:
-        if exc.status == 409:
-            return ""  # already created by an earlier attempt
         if exc.retryable:
             raise
         return f"Workspace not created: {exc}"
@@ -436,7 +447,7 @@ def resend(account_id: int) -> None:
             _gone_from_coder(account, now)
             return
         _with_inline_retries(lambda: get_client().set_password(user.id, password))
-    except (CoderError, CoderNotConfigured) as exc:
+    except CoderError as exc:
         _resend_failed(account, exc, now)
         return
     # Recovery of a first SMS that never went out is still the student's first message.
@@ -469,14 +480,11 @@ def _gone_from_coder(account: Account, now: datetime) -> None:
         jobs.enqueue_on_commit(DELETION_TASK, account.pk)
 
 
-def _resend_failed(account: Account, exc: Exception, now: datetime) -> None:
-    retryable = isinstance(exc, CoderNotConfigured) or (
-        isinstance(exc, CoderError) and exc.retryable
-    )
+def _resend_failed(account: Account, exc: CoderError, now: datetime) -> None:
     retry_at = None
-    if retryable:
+    if exc.retryable:
         delay = backoff(max(1, _unsent_credentials(account)))
-        if isinstance(exc, CoderError) and exc.retry_after:
+        if exc.retry_after:
             delay = max(delay, timedelta(seconds=exc.retry_after))
         retry_at = now + delay
     logger.warning("account %s: new password not set in Coder: %s", account.pk, exc)

@@ -78,7 +78,7 @@ def template_field(current: str) -> forms.Field:
         )
     try:
         templates = session_lifecycle.coder_templates()
-    except (coder.CoderError, coder.CoderNotConfigured) as exc:
+    except coder.CoderError as exc:
         logger.warning("could not list Coder templates: %s", exc)
         return forms.CharField(
             required=False,

@@ -155,7 +155,7 @@ class Command(BaseCommand):
             return name
         try:
             found = session_lifecycle.find_template(name)
-        except (coder.CoderError, coder.CoderNotConfigured) as exc:
+        except coder.CoderError as exc:
             self.stderr.write(f"Could not check the template with Coder ({exc}); keeping it.")
             return name
         if found is None:
