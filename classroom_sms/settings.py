@@ -174,6 +174,9 @@ RETENTION_DAYS = env.int("RETENTION_DAYS", default=30)
 CLEANUP_BATCH_SIZE = env.int("CLEANUP_BATCH_SIZE", default=80)
 CLEANUP_POLL_SECONDS = env.int("CLEANUP_POLL_SECONDS", default=15)
 WORKSPACE_DELETE_MAX_FAILURES = env.int("WORKSPACE_DELETE_MAX_FAILURES", default=3)
+# Who hears that an account is ready, failed or deleted (registrations/events.py): dotted
+# paths of notify(event) functions.
+ACCOUNT_NOTIFIERS = env.list("ACCOUNT_NOTIFIERS", default=["registrations.notifiers.log.notify"])
 
 # django-q2
 REDIS_URL = env.str("REDIS_URL", default="")

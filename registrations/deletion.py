@@ -33,7 +33,7 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from registrations import coder, jobs, sms, texts
+from registrations import coder, events, jobs, sms, texts
 from registrations.models import (
     DELETION_STATUSES,
     Account,
@@ -386,6 +386,9 @@ def _mark_deleted(account: Account, now: datetime) -> None:
             )
     if updated:
         logger.info("account %s: deleted (%s), phone purged", account.pk, account.deletion_reason)
+        events.announce(
+            events.AccountEventKind.DELETED, account.pk, account.session_id, account.deletion_reason
+        )
 
 
 def _never_told(account: Account) -> bool:

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from registrations import credentials, jobs, session_lifecycle, sms, texts
+from registrations import credentials, events, jobs, session_lifecycle, sms, texts
 from registrations.coder import (
     CoderClient,
     CoderError,
@@ -264,6 +264,7 @@ def _activate(account: Account, note: str) -> bool:
     if account.deletion_requested_at:
         return False
     logger.info("account %s: Coder user %s is ready", account.pk, account.coder_username)
+    events.announce(events.AccountEventKind.READY, account.pk, account.session_id)
     return True
 
 
@@ -351,6 +352,7 @@ def _fail(account: Account, error: str, from_status: str = AccountStatus.PROVISI
     if not failed:
         return
     logger.error("account %s: provisioning failed: %s", account.pk, error)
+    events.announce(events.AccountEventKind.FAILED, account.pk, account.session_id, error)
     sms.queue_sms(
         phone=account.phone,
         kind=OutboundKind.FAILURE,

@@ -26,9 +26,20 @@ def package_modules() -> list[Path]:
     )
 
 
+def existing_names() -> set[str]:
+    """Every module and package of the app, by dotted name (`deletion`, `admin`, `admin.roster`)."""
+    packages = {
+        module_name(p.parent)
+        for p in PACKAGE.rglob("__init__.py")
+        if p.parent != PACKAGE and "migrations" not in p.parts
+    }
+    return {module_name(p) for p in package_modules()} | packages
+
+
 def module_name(path: Path) -> str:
-    """`registrations/admin/roster.py` -> `admin.roster`."""
-    return ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+    """`registrations/admin/roster.py` -> `admin.roster` (a package folder -> `admin`)."""
+    relative = path.relative_to(PACKAGE)
+    return ".".join(relative.with_suffix("").parts if path.suffix else relative.parts)
 
 
 def layers() -> dict[str, int]:
@@ -64,7 +75,7 @@ def imports_of(path: Path) -> set[str]:
             for alias in node.names:
                 if alias.name.startswith("registrations."):
                     found.add(alias.name.removeprefix("registrations."))
-    existing = {module_name(p) for p in package_modules()} | {"admin", "management"}
+    existing = existing_names()
     return {name for name in found if name in existing or name.split(".")[0] in existing}
 
 

@@ -1,0 +1,1 @@
+"""Notifiers of account lifecycle events (see registrations.events); one module each."""
