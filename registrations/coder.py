@@ -558,7 +558,7 @@ class CoderClient:
 
     @staticmethod
     def _backoff(attempt: int) -> float:
-        return 0.25 * (2**attempt)
+        return 0.25 * (1 << attempt)
 
     @staticmethod
     def _log(method: str, path: str, status: int | None, started: float) -> None:

@@ -147,9 +147,9 @@ def email_for(username: str) -> str:
 
 def is_our_email(email: str | None) -> bool:
     """Say whether a Coder user's email marks it as created by this app."""
-    return bool(email) and email.lower().endswith("@" + settings.CODER_EMAIL_DOMAIN.lower())
+    return email is not None and email.lower().endswith("@" + settings.CODER_EMAIL_DOMAIN.lower())
 
 
 def is_ours(username: str, email: str | None) -> bool:
     """Say whether a Coder user with this username and email is one this app created for it."""
-    return bool(email) and email.lower() == email_for(username)
+    return email is not None and email.lower() == email_for(username)

@@ -225,7 +225,7 @@ def _delete_workspaces(account: Account, client: coder.CoderClient) -> Step:
     retry_failed = account.workspace_delete_failures < max_failures
     found = request_workspace_deletes(client, account.coder_user_id, retry_failed=retry_failed)
     failures = account.workspace_delete_failures + found.retried
-    fields = {"workspace_delete_failures": failures}
+    fields: dict[str, object] = {"workspace_delete_failures": failures}
     if not found.remaining:
         return Step(AccountStatus.DELETING_USER, fields=fields)
     if found.stuck and len(found.stuck) == found.remaining:

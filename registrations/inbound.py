@@ -19,7 +19,7 @@ from django.db.models import Case, F, IntegerField, Q, Value, When
 from django.http import QueryDict
 from django.utils import timezone
 
-from registrations import deletion, enrollment, provisioning
+from registrations import deletion, enrollment, provisioning, texts
 from registrations.models import (
     DELETION_STATUSES,
     Account,
@@ -41,35 +41,8 @@ from registrations.phrases import (
     RESEND_WORD,
     normalize_phrase,
 )
-from registrations.texts import format_expiry
 
 logger = logging.getLogger(__name__)
-
-# Replies: one GSM-7 segment each (at most 160 characters, no emoji, no curly quotes).
-WRONG_PHRASE_REPLY = (
-    "Sorry, we didn't recognise that. Check the phrase your instructor gave you and text it "
-    "again exactly as shown."
-)
-NOT_OPEN_REPLY = "Enrollment for this class opens {opens}. Please text the phrase again then."
-CLOSED_REPLY = "Sorry, enrollment for this class has closed. Please ask your instructor for help."
-ENDED_REPLY = "Sorry, this class session has ended. Please ask your instructor for help."
-FULL_REPLY = "Sorry, this class is full. Please ask your instructor for help."
-ON_THE_WAY_REPLY = "You're already signed up. Your login details are on the way by SMS."
-FAILED_REPLY = (
-    "Sorry, we could not create your account. Please ask your instructor, who can retry it."
-)
-BEING_DELETED_REPLY = (
-    "Your account for this class is being deleted. Text the phrase again in a few minutes "
-    "to get a new one."
-)
-RESEND_LIMITED_REPLY = (
-    "You have asked for new login details too often. Please wait up to an hour and try again."
-)
-NO_ACCOUNT_REPLY = (
-    "You have no class account yet. Text the phrase your instructor gave you to join."
-)
-DONE_REPLY = "OK, your class account is being deleted now. Thanks for taking part!"
-NOTHING_TO_DELETE_REPLY = "You have no class account to delete."
 
 # Refusals are sent at most once per sender per throttle window, so that a phone (or a bot)
 # that keeps texting never gets a reply storm.
@@ -80,8 +53,6 @@ ONCE_PER_WINDOW = (
     InboundOutcome.FULL,
     InboundOutcome.RESEND_LIMITED,
 )
-# Twilio bodies are at most 1600 characters; anything longer is not an SMS we can match.
-MAX_BODY_LENGTH = 1600
 _SID = re.compile(r"^[A-Za-z0-9]{2,64}$")
 _SINGLE_FIELDS = ("MessageSid", "SmsMessageSid", "SmsSid", "From", "To", "Body")
 _BODY_FIELD_LENGTH = InboundMessage._meta.get_field("body").max_length
@@ -157,7 +128,9 @@ def parse(params: QueryDict) -> Message:
     to_number = _clean(params.get("To"))
     to_number = normalize_phone(to_number) or to_number[:_TO_FIELD_LENGTH]
     body = _clean(params.get("Body"))
-    too_long = len(body) > MAX_BODY_LENGTH
+    # Twilio delivers at most MAX_BODY_LENGTH characters: anything longer is not an SMS we
+    # can match.
+    too_long = len(body) > texts.MAX_BODY_LENGTH
     return Message(
         sid=sid,
         phone=phone,
@@ -256,9 +229,9 @@ def _done(phone: str) -> Routed:
     accounts = list(Account.objects.filter(_live_accounts(phone)).select_related("session"))
     deleting = [a for a in accounts if deletion.request_deletion(a, DeletionReason.DONE)]
     if not deleting:
-        return Routed(InboundOutcome.DONE, NOTHING_TO_DELETE_REPLY)
+        return Routed(InboundOutcome.DONE, texts.NOTHING_TO_DELETE_REPLY)
     first = deleting[0]
-    return Routed(InboundOutcome.DONE, DONE_REPLY, session=first.session, account=first)
+    return Routed(InboundOutcome.DONE, texts.DONE_REPLY, session=first.session, account=first)
 
 
 def _resend(phone: str) -> Routed:
@@ -270,14 +243,14 @@ def _resend(phone: str) -> Routed:
         .first()
     )
     if account is None:
-        return Routed(InboundOutcome.KEYWORD, NO_ACCOUNT_REPLY)
+        return Routed(InboundOutcome.KEYWORD, texts.NO_ACCOUNT_REPLY)
     if account.status != AccountStatus.ACTIVE:
         return _existing(account, InboundOutcome.KEYWORD)
     if provisioning.request_resend(account):
         return Routed(InboundOutcome.RESEND, session=account.session, account=account)
     return Routed(
         InboundOutcome.RESEND_LIMITED,
-        RESEND_LIMITED_REPLY,
+        texts.RESEND_LIMITED_REPLY,
         session=account.session,
         account=account,
     )
@@ -286,11 +259,11 @@ def _resend(phone: str) -> Routed:
 def _existing(account: Account, outcome: InboundOutcome) -> Routed:
     """Tell a phone why a repeat request changes nothing for its account."""
     if account.status == AccountStatus.FAILED:
-        reply = FAILED_REPLY
+        reply = texts.FAILED_REPLY
     elif account.status in DELETION_STATUSES or account.status == AccountStatus.DELETED:
-        reply = BEING_DELETED_REPLY
+        reply = texts.BEING_DELETED_REPLY
     else:
-        reply = ON_THE_WAY_REPLY
+        reply = texts.ON_THE_WAY_REPLY
     return Routed(outcome, reply, session=account.session, account=account)
 
 
@@ -298,26 +271,25 @@ def _phrase(message: Message, now: datetime) -> Routed:
     """Enroll the sender in the session whose phrase they texted, or say why not."""
     session = find_session(message.text, message.to_number, now)
     if session is None:
-        return Routed(InboundOutcome.WRONG_PHRASE, WRONG_PHRASE_REPLY)
+        return Routed(InboundOutcome.WRONG_PHRASE, texts.WRONG_PHRASE_REPLY)
     state = session.state_at(now)
     if state == SessionState.SCHEDULED:
-        reply = NOT_OPEN_REPLY.format(opens=format_expiry(session.opens_at, session.time_zone))
-        return Routed(InboundOutcome.NOT_OPEN, reply, session=session)
+        return Routed(InboundOutcome.NOT_OPEN, texts.not_open_reply(session), session=session)
     if state != SessionState.OPEN:
-        reply = ENDED_REPLY if state == SessionState.ENDED else CLOSED_REPLY
+        reply = texts.ENDED_REPLY if state == SessionState.ENDED else texts.CLOSED_REPLY
         return Routed(InboundOutcome.CLOSED, reply, session=session)
     result = enrollment.enroll(session, message.phone)
     routed = Routed(result.outcome, session=session, account=result.account)
     if result.outcome == InboundOutcome.FULL:
-        routed.reply = FULL_REPLY
+        routed.reply = texts.FULL_REPLY
     elif result.outcome == InboundOutcome.CLOSED:
-        routed.reply = ENDED_REPLY  # the session ended between our read and the lock
+        routed.reply = texts.ENDED_REPLY  # the session ended between our read and the lock
     elif result.outcome == InboundOutcome.RESEND_LIMITED:
-        routed.reply = RESEND_LIMITED_REPLY
+        routed.reply = texts.RESEND_LIMITED_REPLY
     elif result.outcome == InboundOutcome.DUPLICATE:
         if result.account is None:
             # Its account was purged between the insert and the read: it was being deleted.
-            routed.reply = BEING_DELETED_REPLY
+            routed.reply = texts.BEING_DELETED_REPLY
         else:
             routed = _existing(result.account, result.outcome)
     return routed

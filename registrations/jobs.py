@@ -44,7 +44,7 @@ def backoff(
 
     `at_least` (seconds, e.g. a Retry-After) lengthens it; jitter is added last.
     """
-    delay = min(base * 2 ** max(0, attempts - 1), cap)
+    delay = min(base * (1 << max(0, attempts - 1)), cap)
     if at_least:
         delay = max(delay, timedelta(seconds=at_least))
     return delay * random.uniform(1.0, 1.0 + JITTER)

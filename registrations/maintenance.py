@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -138,7 +139,7 @@ def apply_retention(now: datetime | None = None) -> dict[str, int]:
     return report
 
 
-def _count_into_stats(rows: QuerySet, when: str, kind: str | None, metric: str) -> None:
+def _count_into_stats(rows: QuerySet[Any], when: str, kind: str | None, metric: str) -> None:
     group = ["day", "session_id"] + ([kind] if kind else [])
     counts = (
         rows.order_by().annotate(day=TruncDate(when)).values(*group).annotate(n=Count("pk"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -110,7 +111,7 @@ class Session(models.Model):
     def __str__(self) -> str:
         return f"{self.classroom} · {self.phrase}"
 
-    def save(self, *args, **kwargs) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         from registrations.phrases import normalize_phrase
 
         self.phrase_normalized = normalize_phrase(self.phrase)
@@ -119,7 +120,7 @@ class Session(models.Model):
     def clean(self) -> None:
         from registrations.phrases import normalize_phrase, phrase_problem
 
-        errors: dict[str, str] = {}
+        errors: dict[str, str | list[str]] = {}
         problem = phrase_problem(self.phrase or "")
         if problem:
             errors["phrase"] = problem

@@ -12,16 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import requests
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
-from twilio.base.exceptions import TwilioException, TwilioRestException
 
-from registrations import sms
+from registrations import sms_transport
 from registrations.checks import missing_coder_settings, missing_twilio_settings
 from registrations.coder import CoderClient, CoderError, Unauthorized, Unreachable
 from registrations.models import IntegrationStatus
+from registrations.sms_transport import Failure, TransportError
 
 logger = logging.getLogger(__name__)
 
@@ -78,23 +77,24 @@ def _coder_failure(exc: CoderError, version: str) -> ProbeResult:
 
 
 def probe_twilio() -> ProbeResult:
-    """Fetch our Twilio Account resource (GET /2010-04-01/Accounts/{sid}.json)."""
+    """Ask Twilio whether it accepts our credentials, and whether our account is active."""
     try:
-        # The cheapest authenticated call. Its answer carries the auth token: read only status.
-        account = sms.get_client().api.v2010.accounts(settings.TWILIO_ACCOUNT_SID).fetch()
-    except TwilioRestException as exc:
-        if sms.credentials_rejected(exc.status, exc.code):
-            return ProbeResult(
-                False, f"credentials rejected ({exc.status}, code {exc.code})", REJECTED
-            )
-        return ProbeResult(False, f"answered {exc.status} (code {exc.code})", ERROR)
-    except (TwilioException, requests.RequestException) as exc:
-        kind = "timed out" if isinstance(exc, requests.Timeout) else "network error"
-        return ProbeResult(False, f"not reachable: {kind} ({type(exc).__name__})", UNREACHABLE)
-    if account.status != "active":
+        account = sms_transport.get_transport().check_credentials()
+    except TransportError as exc:
+        return _twilio_failure(exc)
+    if not account.active:
         # A suspended or closed account sends nothing, whatever the credentials.
         return ProbeResult(False, f"account is {account.status}", SUSPENDED)
     return ProbeResult(True)
+
+
+def _twilio_failure(exc: TransportError) -> ProbeResult:
+    if exc.credentials_rejected:
+        return ProbeResult(False, f"credentials rejected ({exc.status}, code {exc.code})", REJECTED)
+    if not exc.answered:
+        kind = "timed out" if exc.kind is Failure.TIMED_OUT else "network error"
+        return ProbeResult(False, f"not reachable: {kind} ({exc.cause})", UNREACHABLE)
+    return ProbeResult(False, f"answered {exc.status} (code {exc.code})", ERROR)
 
 
 PROBES: dict[str, tuple[Callable[[], list[str]], Callable[[], ProbeResult]]] = {

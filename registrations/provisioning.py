@@ -382,7 +382,8 @@ def resends_in_last_hour(account: Account, now: datetime) -> int:
     """Count credentials messages of the last hour, not counting the very first one."""
     messages = OutboundMessage.objects.filter(account=account, kind=OutboundKind.CREDENTIALS)
     first = messages.order_by("created_at", "pk").values_list("pk", flat=True).first()
-    return messages.filter(created_at__gte=now - timedelta(hours=1)).exclude(pk=first).count()
+    recent = messages.filter(created_at__gte=now - timedelta(hours=1))
+    return (recent.exclude(pk=first) if first is not None else recent).count()
 
 
 def request_resend(account: Account, *, by_admin: bool = False) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -35,8 +36,8 @@ def client_address(request: HttpRequest) -> str:
     if hops > 0 and forwarded:
         # Each of our proxies appends what it saw; anything further left the client could forge.
         addresses = [part.strip() for part in forwarded.split(",")]
-        return addresses[-min(hops, len(addresses))]
-    return request.META.get("REMOTE_ADDR", "")
+        return str(addresses[-min(hops, len(addresses))])
+    return str(request.META.get("REMOTE_ADDR", ""))
 
 
 def failure_key(request: HttpRequest, username: str) -> str:
@@ -53,7 +54,7 @@ def is_locked(key: str) -> bool:
     """Say whether the key has used up its failed logins for the current window."""
     since = timezone.now() - _window()
     recent = LoginFailure.objects.filter(key=key, failed_at__gte=since)
-    return recent.count() >= settings.LOGIN_FAILURE_LIMIT
+    return recent.count() >= int(settings.LOGIN_FAILURE_LIMIT)
 
 
 def record_failure(key: str) -> None:
@@ -72,12 +73,15 @@ class RateLimitedAdminLoginForm(AdminAuthenticationForm):
 
     error_messages = {**AdminAuthenticationForm.error_messages, "rate_limited": LOCKED_MESSAGE}
 
-    def clean(self) -> dict:
-        key = failure_key(self.request, self.cleaned_data.get("username") or "")
+    def clean(self) -> dict[str, Any]:
+        request = self.request
+        if request is None:  # the admin always passes its request; nothing to key on without
+            return super().clean()
+        key = failure_key(request, self.cleaned_data.get("username") or "")
         if is_locked(key):
             # The username may be a password typed in the wrong box: log only the address.
             logger.warning("admin login refused: too many failures from %s",
-                           client_address(self.request))
+                           client_address(request))
             raise ValidationError(
                 self.error_messages["rate_limited"],
                 code="rate_limited",

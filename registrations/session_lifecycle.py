@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
@@ -58,13 +59,15 @@ def default_times(
     return SessionTimes(opens, min(opens + timedelta(minutes=window), expires), expires)
 
 
-def classroom_for_owner(owner: AbstractBaseUser, name: str) -> Classroom:
+def classroom_for_owner(owner: User, name: str) -> Classroom:
     """Return the owner's classroom of that name, creating it when it does not exist yet."""
     classroom, _ = Classroom.objects.get_or_create(owner=owner, name=name)
     return classroom
 
 
-def create_session(classroom: Classroom, phrase: str, times: SessionTimes, **fields) -> Session:
+def create_session(
+    classroom: Classroom, phrase: str, times: SessionTimes, **fields: Any
+) -> Session:
     """Validate (phrase rules, clashes, time order) and save a new session."""
     session = Session(
         classroom=classroom,
@@ -94,7 +97,7 @@ def find_template(name: str) -> coder.Template | None:
 def validation_text(error: ValidationError) -> str:
     """Flatten a ValidationError into one readable line per problem."""
     if hasattr(error, "error_dict"):
-        lines = []
+        lines: list[str] = []
         for field, messages in error.message_dict.items():
             label = "" if field == "__all__" else f"{field}: "
             lines.extend(f"{label}{message}" for message in messages)

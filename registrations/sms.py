@@ -1,36 +1,30 @@
-"""Outbound SMS: save the row, send through Twilio's REST API, record what happened.
+"""The SMS outbox: save the row, hand it to the SMS transport, record what happened.
 
 Ordinary messages are queued (`queue_sms`) and sent by the `send_sms` task, retried by the
-sweep on 429/5xx/network errors. A message carrying a password (`send_with_secret`) is sent
-inline by the task that holds the password, stored masked, and never re-sent from the row:
-if it fails, the caller sends a NEW password later (the old one is gone).
+sweep when the transport says a failure is worth retrying (rate limits, outages, network
+errors). A message carrying a password (`send_with_secret`) is sent inline by the task that
+holds the password, stored masked, and never re-sent from the row: if it fails, the caller
+sends a NEW password later (the old one is gone).
 
-When Twilio rejects our credentials (401, error 20003) nothing is the message's fault: it is
+When the transport says our credentials are rejected nothing is the message's fault: it is
 held, not failed, and retried every minute without using up attempts until they work.
 """
 
 from __future__ import annotations
 
 import enum
-import functools
 import logging
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import requests
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from twilio.base.exceptions import TwilioException
-from twilio.http.http_client import TwilioHttpClient
-from twilio.rest import Client
 
-from registrations import jobs
-from registrations.checks import missing_twilio_settings
+from registrations import jobs, sms_transport
 from registrations.models import (
     Account,
     OptOut,
@@ -40,28 +34,22 @@ from registrations.models import (
     Session,
 )
 from registrations.phones import mask_phone
+from registrations.sms_transport import TransportError
 from registrations.texts import segments as _segments
 
 logger = logging.getLogger(__name__)
 
 MASK = "••••••"
-TWILIO_API = "https://api.twilio.com"
 SEND_TASK = "registrations.tasks.send_sms"
-
-# Twilio error codes (https://www.twilio.com/docs/api/errors).
-OPTED_OUT_CODE = 21610
-BAD_NUMBER_CODES = frozenset({21211, 21614})
-# 20003: our account sid or auth token is wrong (https://www.twilio.com/docs/errors/20003).
-AUTH_FAILED_CODE = 20003
 
 MAX_ATTEMPTS = 5
 RETRY_BASE = timedelta(seconds=30)
 RETRY_MAX = timedelta(minutes=15)
-# While Twilio rejects our credentials a message waits, retried this often and never given up.
+# While our credentials are rejected a message waits, retried this often and never given up.
 HELD_RETRY = timedelta(seconds=60)
 
 # Callbacks arrive out of order ("sent" after "delivered"): never move a message backwards.
-# Twilio's own "sending" is left out: our SENDING means "we are calling Twilio right now".
+# Twilio's own "sending" is left out: our SENDING means "the transport has it right now".
 _CALLBACK_RANK = {
     OutboundStatus.ACCEPTED: 1,
     OutboundStatus.SCHEDULED: 1,
@@ -73,11 +61,6 @@ _CALLBACK_RANK = {
     OutboundStatus.CANCELED: 5,
     OutboundStatus.READ: 6,
 }
-_LONG_NUMBER = re.compile(r"\+?\d[\d ()-]{6,}\d")
-# What a Twilio message sid can be (it is stored in a 64-character column).
-_TWILIO_SID = re.compile(r"[A-Za-z0-9]{2,64}")
-# Error codes are stored in a 32-bit integer column.
-_MAX_ERROR_CODE = 2**31 - 1
 
 
 class Outcome(enum.Enum):
@@ -85,7 +68,7 @@ class Outcome(enum.Enum):
     RETRY = "retry"
     FAILED = "failed"
     OPTED_OUT = "opted_out"
-    # Twilio rejected our credentials: a configuration problem, not this message's.
+    # Our credentials were rejected: a configuration problem, not this message's.
     HELD = "held"
 
 
@@ -107,36 +90,6 @@ class Delivery:
     @property
     def held(self) -> bool:
         return self.outcome is Outcome.HELD
-
-
-class TimeoutHttpClient(TwilioHttpClient):
-    """Twilio's HTTP client with a timeout, optionally pointed at a fake server."""
-
-    def __init__(self, timeout: float, base_url: str = "") -> None:
-        super().__init__(timeout=timeout)
-        self.base_url = base_url
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        if self.base_url and url.startswith(TWILIO_API):
-            url = self.base_url + url[len(TWILIO_API) :]
-        return super().request(method, url, *args, **kwargs)
-
-
-@functools.lru_cache(maxsize=4)
-def _client(account_sid: str, auth_token: str, timeout: float, base_url: str) -> Client:
-    return Client(
-        account_sid, auth_token, http_client=TimeoutHttpClient(timeout=timeout, base_url=base_url)
-    )
-
-
-def get_client() -> Client:
-    """Return this process's Twilio client for the current settings."""
-    return _client(
-        settings.TWILIO_ACCOUNT_SID,
-        settings.TWILIO_AUTH_TOKEN,
-        settings.TWILIO_TIMEOUT,
-        settings.TWILIO_API_BASE_URL,
-    )
 
 
 def segments(text: str) -> int:
@@ -238,27 +191,25 @@ def deliver(outbound_id: int) -> None:
 
 
 def _send(message: OutboundMessage, body: str, *, retry_allowed: bool) -> Outcome:
-    """Call Twilio for a claimed message and record the answer on its row."""
+    """Hand a claimed message to the transport and record the answer on its row."""
     if is_opted_out(message.phone):
         _finish(message, OutboundStatus.OPTED_OUT, error_message="Recipient opted out.")
         return Outcome.OPTED_OUT
-    if missing := missing_twilio_settings():
-        return _transient(
-            message, f"Twilio is not configured: {', '.join(missing)}.", retry_allowed
-        )
     try:
-        created = get_client().messages.create(**_create_params(message, body))
-    except TwilioException as exc:
-        return _rest_error(message, exc, retry_allowed)
-    except requests.RequestException as exc:
-        return _transient(
-            message, f"Network error talking to Twilio: {type(exc).__name__}.", retry_allowed
+        sent = sms_transport.get_transport().send(
+            to=message.phone,
+            body=body,
+            from_=settings.TWILIO_FROM_NUMBER,
+            messaging_service_sid=settings.TWILIO_MESSAGING_SERVICE_SID,
+            status_callback=status_callback_url(message),
         )
-    status = created.status if created.status in _CALLBACK_RANK else OutboundStatus.QUEUED
+    except TransportError as exc:
+        return _not_sent(message, exc, retry_allowed)
+    status = sent.status if sent.status in _CALLBACK_RANK else OutboundStatus.QUEUED
     now = timezone.now()
     recorded = OutboundMessage.objects.filter(pk=message.pk, status=OutboundStatus.SENDING).update(
         status=status,
-        twilio_sid=created.sid,
+        twilio_sid=sent.sid,
         sent_at=now,
         error_code=None,
         error_message="",
@@ -267,68 +218,44 @@ def _send(message: OutboundMessage, body: str, *, retry_allowed: bool) -> Outcom
     )
     if not recorded:
         # A status callback got here first and already moved the row on: keep its status.
-        OutboundMessage.objects.filter(pk=message.pk).update(twilio_sid=created.sid, sent_at=now)
+        OutboundMessage.objects.filter(pk=message.pk).update(twilio_sid=sent.sid, sent_at=now)
     logger.info(
-        "sms %s (%s) to %s accepted by Twilio as %s",
+        "sms %s (%s) to %s accepted as %s",
         message.public_id,
         message.kind,
         mask_phone(message.phone),
-        created.sid,
+        sent.sid,
     )
     _forget_phone_if_purged(message.pk)
     return Outcome.SENT
 
 
-def _create_params(message: OutboundMessage, body: str) -> dict[str, str]:
-    params = {"to": message.phone, "body": body}
-    if settings.TWILIO_MESSAGING_SERVICE_SID:
-        params["messaging_service_sid"] = settings.TWILIO_MESSAGING_SERVICE_SID
-    else:
-        params["from_"] = settings.TWILIO_FROM_NUMBER
-    if callback := status_callback_url(message):
-        params["status_callback"] = callback
-    return params
-
-
-def _scrub(text: str) -> str:
-    """Mask anything that looks like a phone number (Twilio echoes the To number in errors)."""
-    return _LONG_NUMBER.sub(lambda m: mask_phone(m.group(0)), text)[:255]
-
-
-def credentials_rejected(status: int | None, code: int | None) -> bool:
-    """Tell whether a Twilio error answer means our account sid or auth token is wrong."""
-    # A 403 with another code (e.g. 21408, region not enabled) is about the message, not us.
-    return status == 401 or code == AUTH_FAILED_CODE
-
-
 def held_retry_delay() -> timedelta:
-    """Return the pause before retrying a send that Twilio refused for our credentials."""
+    """Return the pause before retrying a send refused for our credentials."""
     # Jitter spreads a class's worth of waiting messages once the credentials are fixed.
     return jobs.backoff(1, HELD_RETRY, HELD_RETRY)
 
 
-def _rest_error(message: OutboundMessage, exc: TwilioException, retry_allowed: bool) -> Outcome:
-    status = getattr(exc, "status", None) or 0
-    code = getattr(exc, "code", None)
-    code = code if isinstance(code, int) else None
-    text = _scrub(str(getattr(exc, "msg", "") or getattr(exc, "title", "") or type(exc).__name__))
+def _not_sent(message: OutboundMessage, exc: TransportError, retry_allowed: bool) -> Outcome:
+    """Record why the transport did not take a message, and what happens to it next."""
     logger.warning(
-        "sms %s to %s: Twilio answered %s (code %s)",
+        "sms %s to %s: not sent (%s, status %s, code %s)",
         message.public_id,
         mask_phone(message.phone),
-        status,
-        code,
+        exc.kind.value,
+        exc.status,
+        exc.code,
     )
-    if code == OPTED_OUT_CODE:
+    if exc.opted_out:
         OptOut.objects.get_or_create(phone=message.phone)
-        _finish(message, OutboundStatus.OPTED_OUT, code, text)
+        _finish(message, OutboundStatus.OPTED_OUT, exc.code, exc.message)
         return Outcome.OPTED_OUT
-    if credentials_rejected(status, code):
-        return _held(message, code, retry_allowed)
-    if status == 429 or status >= 500:
-        return _transient(message, text, retry_allowed, code)
-    # 21211/21614 (not a valid mobile number) and every other 4xx: the same request fails again.
-    _finish(message, OutboundStatus.FAILED, code, text)
+    if exc.credentials_rejected:
+        return _held(message, exc, retry_allowed)
+    if exc.retryable:
+        return _transient(message, exc.message, retry_allowed, exc.code)
+    # A bad number, or any other refusal: the same request fails again.
+    _finish(message, OutboundStatus.FAILED, exc.code, exc.message)
     return Outcome.FAILED
 
 
@@ -354,9 +281,9 @@ def _transient(
     return Outcome.RETRY
 
 
-def _held(message: OutboundMessage, code: int | None, retry_allowed: bool) -> Outcome:
+def _held(message: OutboundMessage, exc: TransportError, retry_allowed: bool) -> Outcome:
     """Wait for working credentials; the attempt does not count (the message is not at fault)."""
-    text = "Twilio rejects our credentials: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN."
+    code, text = exc.code, exc.message[:255]
     if not retry_allowed:
         # The password in this body is gone: close the row without calling it failed; the
         # caller texts a NEW password later.
@@ -400,22 +327,21 @@ def _update(pk: int, **changes: Any) -> int:
 
 
 def record_status(public_id: str, params: Any) -> None:
-    """Record a Twilio status callback; unknown ids and junk are ignored (the view answers 200)."""
+    """Record a delivery status callback; unknown ids and junk are ignored (the view says 200)."""
     try:
         key = uuid.UUID(str(public_id))
     except ValueError:
         return
-    status = str(params.get("MessageStatus") or params.get("SmsStatus") or "").lower()
+    report = sms_transport.get_transport().read_status_callback(params)
+    if report is None:
+        return
+    status, sid, code = report.status, report.sid, report.error_code
     message = OutboundMessage.objects.filter(public_id=key).first()
     if message is None or status not in _CALLBACK_RANK:
         return
-    sid = params.get("MessageSid") or params.get("SmsSid") or ""
-    if sid and not _TWILIO_SID.fullmatch(sid):
-        return
     if message.twilio_sid and sid and sid != message.twilio_sid:
         return
-    code = _int_or_none(params.get("ErrorCode"))
-    # SENDING too: the callback may beat our recording of Twilio's answer.
+    # SENDING too: the callback may beat our recording of the transport's answer.
     lower = [s for s, rank in _CALLBACK_RANK.items() if rank < _CALLBACK_RANK[status]]
     lower.append(OutboundStatus.SENDING)
     changes: dict[str, Any] = {"status": status}
@@ -430,22 +356,14 @@ def record_status(public_id: str, params: Any) -> None:
     except IntegrityError:
         # The sid belongs to another of our messages: not a callback about this one.
         return
-    if code == OPTED_OUT_CODE and message.phone:
+    if report.opted_out and message.phone:
         OptOut.objects.get_or_create(phone=message.phone)
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return None
-    return number if 0 <= number <= _MAX_ERROR_CODE else None
 
 
 def redrive_stale(now: datetime) -> int:
     """Re-enqueue messages due for a retry, lost from the queue, or stuck mid-send; count them."""
     stale = now - timedelta(seconds=settings.STALE_AFTER_SECONDS)
-    # A crash after Twilio accepted but before we recorded it may duplicate a plain message;
+    # A crash after the transport accepted but before we recorded it may duplicate a plain message;
     # a password message is never re-sent from its (masked) row.
     stuck = OutboundMessage.objects.filter(
         status=OutboundStatus.SENDING, updated_at__lte=stale, twilio_sid__isnull=True

@@ -1,4 +1,4 @@
-"""Every SMS the app sends, GSM-7 segment counting, and per-session overrides of the texts.
+"""Every SMS a student gets (replies included), GSM-7 segments, and per-session overrides.
 
 A GSM-7 segment holds 160 characters; one non-GSM character (an emoji, a curly quote) switches
 the whole message to UCS-2 and 70 characters a segment, so the defaults stay plain ASCII.
@@ -59,6 +59,33 @@ ENDED_BEFORE_READY_TEXT = (
 )
 DELETED_TEXT = "Your Coder account {username} has been deleted. Thanks for taking part!"
 TEST_TEXT = 'Test message from classroom-sms for "{phrase}". No reply needed.'
+
+# Replies to a student's text, sent in the webhook's TwiML answer: one GSM-7 segment each (at
+# most 160 characters, no emoji, no curly quotes).
+WRONG_PHRASE_REPLY = (
+    "Sorry, we didn't recognise that. Check the phrase your instructor gave you and text it "
+    "again exactly as shown."
+)
+NOT_OPEN_REPLY = "Enrollment for this class opens {opens}. Please text the phrase again then."
+CLOSED_REPLY = "Sorry, enrollment for this class has closed. Please ask your instructor for help."
+ENDED_REPLY = "Sorry, this class session has ended. Please ask your instructor for help."
+FULL_REPLY = "Sorry, this class is full. Please ask your instructor for help."
+ON_THE_WAY_REPLY = "You're already signed up. Your login details are on the way by SMS."
+FAILED_REPLY = (
+    "Sorry, we could not create your account. Please ask your instructor, who can retry it."
+)
+BEING_DELETED_REPLY = (
+    "Your account for this class is being deleted. Text the phrase again in a few minutes "
+    "to get a new one."
+)
+RESEND_LIMITED_REPLY = (
+    "You have asked for new login details too often. Please wait up to an hour and try again."
+)
+NO_ACCOUNT_REPLY = (
+    "You have no class account yet. Text the phrase your instructor gave you to join."
+)
+DONE_REPLY = "OK, your class account is being deleted now. Thanks for taking part!"
+NOTHING_TO_DELETE_REPLY = "You have no class account to delete."
 
 
 def is_gsm7(text: str) -> bool:
@@ -186,6 +213,11 @@ def deleted_text(account: Account) -> str:
 def test_text(session: Session) -> str:
     """Return the test SMS an instructor sends from the session page."""
     return _fill(TEST_TEXT, {"phrase": session.phrase})
+
+
+def not_open_reply(session: Session) -> str:
+    """Return the reply to a phrase texted before its session opens, saying when it does."""
+    return _fill(NOT_OPEN_REPLY, {"opens": format_expiry(session.opens_at, session.time_zone)})
 
 
 def _describe(names: tuple[str, ...]) -> str:

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 def public_url(request: HttpRequest) -> str:
     """Rebuild the URL Twilio called: PUBLIC_BASE_URL when set, else what the proxy says."""
     if settings.PUBLIC_BASE_URL:
-        return settings.PUBLIC_BASE_URL + request.get_full_path()
+        return str(settings.PUBLIC_BASE_URL) + request.get_full_path()
     # build_absolute_uri honours SECURE_PROXY_SSL_HEADER and USE_X_FORWARDED_HOST.
     return request.build_absolute_uri()
 
@@ -26,7 +26,7 @@ def signature_is_valid(request: HttpRequest) -> bool:
     if not signature or not settings.TWILIO_AUTH_TOKEN:
         return False
     validator = RequestValidator(settings.TWILIO_AUTH_TOKEN)
-    return validator.validate(public_url(request), request.POST, signature)
+    return bool(validator.validate(public_url(request), request.POST, signature))
 
 
 def _rejection_reason(request: HttpRequest) -> str:

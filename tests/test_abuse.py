@@ -8,7 +8,6 @@ import pytest
 from django.contrib import admin
 from django.urls import NoReverseMatch, reverse
 
-from registrations.inbound import WRONG_PHRASE_REPLY
 from registrations.models import (
     Account,
     AccountStatus,
@@ -17,6 +16,7 @@ from registrations.models import (
     InboundOutcome,
     OutboundMessage,
 )
+from registrations.texts import WRONG_PHRASE_REPLY
 from tests.conftest import STUDENT_PHONE, make_account, make_instructor, make_session, queued_tasks
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ import requests
 import responses
 from django.utils import timezone
 
-from registrations import provisioning, sms
+from registrations import provisioning, sms, sms_transport
 from registrations.models import (
     Account,
     OptOut,
@@ -256,9 +256,9 @@ def test_client_has_a_timeout_and_can_point_at_a_fake_server(twilio, db, setting
         status=201,
         json={"sid": SID, "status": "queued"},
     )
-    client = sms.get_client()
+    client = sms_transport.get_client()
     assert client.http_client.timeout == 2.5
-    assert sms.get_client() is client  # cached per process
+    assert sms_transport.get_client() is client  # cached per process
     sms.deliver(queued().pk)
     assert twilio.calls[0].request.url.startswith("http://twilio.fake:7090/")
 

@@ -7,8 +7,9 @@ import json
 import pytest
 from django.http import QueryDict
 
-from registrations.inbound import WRONG_PHRASE_REPLY, twiml
+from registrations.inbound import twiml
 from registrations.models import Account, InboundMessage, InboundOutcome
+from registrations.texts import WRONG_PHRASE_REPLY
 from tests.conftest import PUBLIC_BASE_URL, make_session, sign, twilio_params
 
 URL = PUBLIC_BASE_URL + "/twilio/sms/"

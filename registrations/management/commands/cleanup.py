@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
@@ -17,7 +17,7 @@ class Command(BaseCommand):
         "With --dry-run, only list what would be deleted and why."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--dry-run", action="store_true", help="List what would be deleted; change nothing."
         )
