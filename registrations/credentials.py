@@ -1,4 +1,4 @@
-"""Coder usernames and temporary passwords: readable in an SMS, valid for Coder, strong enough.
+"""Coder usernames, temporary passwords and our email marker: readable in an SMS, valid for Coder.
 
 Passwords are scored with Coder's own rule (go-password-validator v0.3.0, see
 ../shared/coder-api/NOTES.md): bits = L x log2(B). Coder rejects anything under 52 bits; we
@@ -13,6 +13,7 @@ import re
 import secrets
 
 from django.conf import settings
+from django.utils.crypto import salted_hmac
 
 # Lower case and digits only: no Shift on a laptop, no autocorrect surprises when copied from an
 # SMS. Look-alikes are left out: i/l/1, o/0 (and with them the ambiguity between them).
@@ -34,6 +35,11 @@ USERNAME_MAX_LENGTH = 32
 USERNAME_RE = re.compile(r"^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$")
 # Coder refuses these two words as names.
 RESERVED_USERNAMES = frozenset({"new", "create"})
+
+# Students type the marked email, so the derived deployment id is short: 5 of 31 readable
+# characters (28 million values) keeps two deployments from ever sharing one by chance.
+DEPLOYMENT_ID_LENGTH = 5
+_DEPLOYMENT_SALT = "registrations.credentials.deployment"
 
 # go-password-validator v0.3.0 character classes (base.go) and collapsed sequences (length.go).
 _CHAR_CLASSES = (
@@ -140,14 +146,53 @@ def is_valid_username(username: str) -> bool:
     )
 
 
+def deployment_id() -> str:
+    """Return this installation's id: DEPLOYMENT_ID, else one derived from SECRET_KEY.
+
+    A keyed hash, so two deployments with different keys (staging and production) differ
+    without anyone choosing, and the same deployment keeps its id across restarts.
+    """
+    if settings.DEPLOYMENT_ID:
+        return str(settings.DEPLOYMENT_ID).lower()
+    digest = salted_hmac(_DEPLOYMENT_SALT, "deployment-id", algorithm="sha256").digest()
+    size = len(READABLE_ALPHABET)
+    return "".join(READABLE_ALPHABET[byte % size] for byte in digest[:DEPLOYMENT_ID_LENGTH])
+
+
 def email_for(username: str) -> str:
-    """Return the marker email of a Coder user this app creates."""
-    return f"{username.lower()}@{settings.CODER_EMAIL_DOMAIN}"
+    """Return the login email, carrying this deployment's marker, of a user we create.
+
+    The marker sits in the email because a student can change their Coder username and display
+    name (PUT /users/{user}/profile) but never their email.
+    """
+    return f"{username.lower()}.{deployment_id()}@{settings.CODER_EMAIL_DOMAIN.lower()}"
+
+
+def marker_username(email: str | None) -> str | None:
+    """Return the username an email of this deployment's marker form was made for, else None.
+
+    All of it must match: the domain, our deployment id, and a valid username starting with
+    our prefix. Anything else, a real person's address at the same domain or another
+    deployment's student, is not ours.
+    """
+    local, at, domain = (email or "").lower().rpartition("@")
+    if not at or domain != settings.CODER_EMAIL_DOMAIN.lower():
+        return None
+    username, dot, marker = local.rpartition(".")
+    if not dot or marker != deployment_id() or not _is_generated(username):
+        return None
+    return username
+
+
+def _is_generated(username: str) -> bool:
+    """Say whether a username has the shape generate_username gives: our prefix, then more."""
+    prefix = username_prefix()
+    return is_valid_username(username) and (not prefix or username.startswith(prefix + "-"))
 
 
 def is_our_email(email: str | None) -> bool:
-    """Say whether a Coder user's email marks it as created by this app."""
-    return email is not None and email.lower().endswith("@" + settings.CODER_EMAIL_DOMAIN.lower())
+    """Say whether a Coder user's email marks it as created by this deployment."""
+    return marker_username(email) is not None
 
 
 def is_ours(username: str, email: str | None) -> bool:

@@ -15,10 +15,10 @@ pipeline, `next_attempt_at` means:
   after a Coder error).
 
 Steps that can go on at once re-enqueue themselves; everything else is sent to workers by the
-every-minute sweep (`redrive_due`), at most CLEANUP_BATCH_SIZE a run, so no worker ever sleeps
-and Coder's rate limit holds. The sweep is also the crash recovery: a lease outliving the task
-timeout expires, and a NULL row whose task was lost (a killed cluster's prefetch) is sent again
-once stale.
+sweep (`redrive_due`), a batch at a time, so no worker ever sleeps and Coder's rate limit
+holds. The sweep is also the crash recovery: a step whose worker stopped beating is handed on
+at once (`release_claims`, registrations/liveness.py), a lease outliving the task timeout
+expires, and a NULL row whose task was lost (a killed cluster's prefetch) is sent again.
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ def _enter_pipeline(accounts: QuerySet[Account], now: datetime) -> list[int]:
         status=AccountStatus.SUSPENDING,
         status_changed_at=now,
         next_attempt_at=now,
+        claimed_by="",
         attempts=0,
         last_error="",
     )
@@ -138,15 +139,25 @@ def start_requested(now: datetime | None = None, *, limit: int | None = None) ->
     return len(entered)
 
 
-def redrive_due(now: datetime, *, limit: int | None = None) -> int:
+def release_claims(owner: str, now: datetime) -> int:
+    """Make the steps a dead worker held due at once (its lease would run out only later)."""
+    return Account.objects.filter(claimed_by=owner, status__in=DELETION_STATUSES).update(
+        next_attempt_at=now, claimed_by=""
+    )
+
+
+def redrive_due(now: datetime, *, limit: int | None = None, queued_too: bool = False) -> int:
     """Send workers the pipeline accounts whose next step is due, oldest first; count them.
 
     Also sends again an account whose task was enqueued (NULL) but has not run for
-    STALE_AFTER_SECONDS: a killed cluster loses what it had prefetched.
+    STALE_AFTER_SECONDS: a killed cluster loses what it had prefetched. `queued_too`: at once,
+    because a worker was just seen dead (a duplicate task finds the step leased, and stops).
     """
     limit = settings.CLEANUP_BATCH_SIZE if limit is None else limit
     stale = now - timedelta(seconds=settings.STALE_AFTER_SECONDS)
-    lost = Q(next_attempt_at__isnull=True, status_changed_at__lte=stale)
+    lost = Q(next_attempt_at__isnull=True)
+    if not queued_too:
+        lost &= Q(status_changed_at__lte=stale)
     due = Q(next_attempt_at__lte=now) | lost
     rows = (
         Account.objects.filter(due, status__in=DELETION_STATUSES)
@@ -160,13 +171,15 @@ def redrive_due(now: datetime, *, limit: int | None = None) -> int:
 def advance(account_id: int) -> None:
     """Run one step of an account's deletion pipeline, then schedule the next one."""
     now = timezone.now()
+    owner = jobs.current_owner()
     claimed = (
         Account.objects.filter(_due(now), pk=account_id, status__in=DELETION_STATUSES)
-        .update(next_attempt_at=now + jobs.task_lease())
+        .update(next_attempt_at=now + jobs.task_lease(), claimed_by=owner)
     )
     if not claimed:
         return  # not in the pipeline, not due yet, or another worker holds it
     account = Account.objects.select_related("session").get(pk=account_id)
+    account.claimed_by = owner
     if not account.coder_username:
         # Nothing was created in Coder (and an empty owner must never reach a workspace query).
         _record(account, Step(AccountStatus.DELETED))
@@ -315,12 +328,18 @@ def _record(account: Account, step: Step) -> None:
         "next_attempt_at": now + step.wait if step.wait else None,
         "last_error": step.error,
         "attempts": 0,
+        "claimed_by": "",
     }
     if step.status != account.status:
         changes.update(status=step.status, status_changed_at=now)
         logger.info("account %s: %s -> %s", account.pk, account.status, step.status)
+    # Only while this step still holds the row: one handed on (its worker was seen dead) is
+    # another task's now, and that one records the outcome of the same, idempotent step.
+    ours = Account.objects.filter(
+        pk=account.pk, status=account.status, claimed_by=account.claimed_by
+    )
     with transaction.atomic():
-        saved = Account.objects.filter(pk=account.pk, status=account.status).update(**changes)
+        saved = ours.update(**changes)
         if saved and step.wait is None:
             _enqueue([account.pk])
 
@@ -335,8 +354,13 @@ def _back_off(account: Account, exc: Exception) -> None:
         error = "Coder is not configured (CODER_URL, CODER_SESSION_TOKEN)."
     else:
         error = str(exc)
-    Account.objects.filter(pk=account.pk, status=account.status).update(
-        attempts=attempts, next_attempt_at=timezone.now() + delay, last_error=error[:500]
+    Account.objects.filter(
+        pk=account.pk, status=account.status, claimed_by=account.claimed_by
+    ).update(
+        attempts=attempts,
+        next_attempt_at=timezone.now() + delay,
+        claimed_by="",
+        last_error=error[:500],
     )
     logger.warning(
         "account %s: %s failed (%s); retrying in %ds",
@@ -357,6 +381,7 @@ def _mark_deleted(account: Account, now: datetime) -> None:
                 purged_at=now,
                 phone=None,
                 next_attempt_at=None,
+                claimed_by="",
                 attempts=0,
                 last_error="",
             )

@@ -15,7 +15,7 @@ from xml.sax.saxutils import escape
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, IntegerField, Q, Value, When
+from django.db.models import Case, Exists, F, IntegerField, Q, Value, When
 from django.http import QueryDict
 from django.utils import timezone
 
@@ -28,8 +28,10 @@ from registrations.models import (
     InboundMessage,
     InboundOutcome,
     OptOut,
+    SeenMessage,
     Session,
     SessionState,
+    seen_message_key,
 )
 from registrations.phones import mask_phone, normalize_phone
 from registrations.phrases import (
@@ -63,6 +65,10 @@ class MalformedInbound(ValueError):
     """The request is not an inbound SMS from Twilio (the view answers 400)."""
 
 
+class _SeenBefore(Exception):
+    """The MessageSid was received before: a retry by Twilio, or a replay."""
+
+
 @dataclass(frozen=True)
 class Message:
     sid: str
@@ -85,17 +91,19 @@ def handle_inbound(params: QueryDict) -> str | None:
     """Record and route one inbound SMS; return the reply text, or None for no reply."""
     message = parse(params)
     now = timezone.now()
-    with transaction.atomic():
-        record = _record(message, now)
-        if record is None:
-            # Twilio retries a webhook it thinks timed out: answer the same, change nothing.
-            logger.info("inbound %s: duplicate delivery ignored", message.sid)
-            return None
-        routed = route(message, now)
-        record.outcome = routed.outcome
-        record.session = routed.session
-        record.account = routed.account
-        record.save(update_fields=["outcome", "session", "account"])
+    try:
+        with transaction.atomic():
+            record = _record(message, now)
+            routed = route(message, now)
+            record.outcome = routed.outcome
+            record.session = routed.session
+            record.account = routed.account
+            record.save(update_fields=["outcome", "session", "account"])
+    except _SeenBefore:
+        # Twilio retries a webhook it thinks timed out, and a captured request may be replayed
+        # months later: answer the same empty TwiML, change nothing, send nothing.
+        logger.info("inbound %s: duplicate delivery ignored", message.sid)
+        return None
     logger.info(
         "inbound %s from %s: %s%s",
         message.sid,
@@ -152,22 +160,27 @@ def _is_ours(raw_from: str, phone: str | None, to_number: str) -> bool:
     return bool(raw_from) and (raw_from in ours or phone in ours or phone == to_number)
 
 
-def _record(message: Message, now: datetime) -> InboundMessage | None:
-    """Insert the message's row, or return None when its MessageSid was already recorded."""
+def _record(message: Message, now: datetime) -> InboundMessage:
+    """Insert the message's rows; raise _SeenBefore when its MessageSid was received before.
+
+    The unique keys decide, not a prior read: two concurrent deliveries of one message both
+    try to insert and exactly one succeeds. SeenMessage outlives the InboundMessage row (which
+    retention deletes), so a replay after retention is refused as well. These are the first
+    writes of the caller's transaction, so no savepoint is needed: a conflict rolls back a
+    transaction that has done nothing yet.
+    """
     try:
-        # The unique MessageSid decides, not a prior read: two concurrent deliveries of one
-        # message both try to insert and exactly one succeeds.
-        with transaction.atomic():
-            return InboundMessage.objects.create(
-                message_sid=message.sid,
-                phone=message.phone,
-                to_number=message.to_number,
-                body=message.body,
-                received_at=now,
-                outcome=InboundOutcome.INVALID,
-            )
-    except IntegrityError:
-        return None
+        SeenMessage.objects.create(key=seen_message_key(message.sid), first_seen=now.date())
+        return InboundMessage.objects.create(
+            message_sid=message.sid,
+            phone=message.phone,
+            to_number=message.to_number,
+            body=message.body,
+            received_at=now,
+            outcome=InboundOutcome.INVALID,
+        )
+    except IntegrityError as exc:
+        raise _SeenBefore from exc
 
 
 def route(message: Message, now: datetime) -> Routed:
@@ -185,31 +198,52 @@ def route(message: Message, now: datetime) -> Routed:
     if message.text in CARRIER_START_WORDS:
         OptOut.objects.filter(phone=phone).delete()
         return Routed(InboundOutcome.OPT_IN)
-    recent = _recent_outcomes(phone, now)
-    if len(recent) > settings.INBOUND_THROTTLE_COUNT:
+    sender = _sender(phone, now)
+    if len(sender.recent) > settings.INBOUND_THROTTLE_COUNT:
         return Routed(InboundOutcome.THROTTLED)
-    return _once_per_window(_route_text(message, now), recent)
+    return _once_per_window(_route_text(message, phone, now, sender.opted_out), sender.recent)
 
 
-def _route_text(message: Message, now: datetime) -> Routed:
+def _route_text(message: Message, phone: str, now: datetime, opted_out: bool) -> Routed:
+    """Route a text from a valid phone (message.phone, checked by the caller)."""
     if message.text in CARRIER_HELP_WORDS:
         # Twilio answers HELP/INFO itself; a second answer from us would only confuse.
         return Routed(InboundOutcome.KEYWORD)
     if message.text == DONE_WORD:
-        return _done(message.phone)
+        return _done(phone)
+    if opted_out:
+        # Twilio blocks every SMS to a phone that texted STOP: credentials (a new account's,
+        # or the new password of a repeat text or RESEND) could never arrive, and a Coder user
+        # or a reset password nobody receives only locks the student out. START lifts this.
+        session = find_session(message.text, message.to_number, now)
+        return Routed(InboundOutcome.OPTED_OUT_PHRASE, session=session)
     if message.text == RESEND_WORD:
-        return _resend(message.phone)
-    return _phrase(message, now)
+        return _resend(phone)
+    return _phrase(message, phone, now)
 
 
-def _recent_outcomes(phone: str, now: datetime) -> list[str]:
-    """Return the outcomes of the sender's messages in the throttle window, newest first."""
+@dataclass(frozen=True)
+class _Sender:
+    recent: list[str]  # outcomes of the sender's messages in the throttle window, newest first
+    opted_out: bool  # the phone texted STOP (and not START since)
+
+
+def _sender(phone: str, now: datetime) -> _Sender:
+    """Read the sender's recent outcomes and opt-out state in one query."""
     since = now - timedelta(minutes=settings.INBOUND_THROTTLE_MINUTES)
-    # Includes the row just inserted. One past the limit is enough: beyond it the sender is
-    # throttled whatever the exact number. One query on the (phone, received_at) index.
+    # Includes the row just inserted, so there is always a row to carry the opt-out flag. One
+    # past the limit is enough: beyond it the sender is throttled whatever the exact number.
+    # One query on the (phone, received_at) index.
     limit = settings.INBOUND_THROTTLE_COUNT + 1
-    recent = InboundMessage.objects.filter(phone=phone, received_at__gte=since)
-    return list(recent.order_by("-received_at").values_list("outcome", flat=True)[:limit])
+    rows = list(
+        InboundMessage.objects.filter(phone=phone, received_at__gte=since)
+        .annotate(opted_out=Exists(OptOut.objects.filter(phone=phone)))
+        .order_by("-received_at")
+        .values_list("outcome", "opted_out")[:limit]
+    )
+    if not rows:
+        return _Sender([], OptOut.objects.filter(phone=phone).exists())
+    return _Sender([outcome for outcome, _ in rows], bool(rows[0][1]))
 
 
 def _once_per_window(routed: Routed, recent: list[str]) -> Routed:
@@ -267,7 +301,7 @@ def _existing(account: Account, outcome: InboundOutcome) -> Routed:
     return Routed(outcome, reply, session=account.session, account=account)
 
 
-def _phrase(message: Message, now: datetime) -> Routed:
+def _phrase(message: Message, phone: str, now: datetime) -> Routed:
     """Enroll the sender in the session whose phrase they texted, or say why not."""
     session = find_session(message.text, message.to_number, now)
     if session is None:
@@ -278,7 +312,7 @@ def _phrase(message: Message, now: datetime) -> Routed:
     if state != SessionState.OPEN:
         reply = texts.ENDED_REPLY if state == SessionState.ENDED else texts.CLOSED_REPLY
         return Routed(InboundOutcome.CLOSED, reply, session=session)
-    result = enrollment.enroll(session, message.phone)
+    result = enrollment.enroll(session, phone)
     routed = Routed(result.outcome, session=session, account=result.account)
     if result.outcome == InboundOutcome.FULL:
         routed.reply = texts.FULL_REPLY

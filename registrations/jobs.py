@@ -22,6 +22,21 @@ from django_q.tasks import async_task
 # limit, an outage) does not come back together.
 JITTER = 0.25
 
+# Who this process is when it claims a row: a worker's identity (registrations/liveness.py), or
+# "" in a process that has none (web, commands, tests), whose claims only a lease ends.
+_owner = ""
+
+
+def current_owner() -> str:
+    """Return the identity this process writes into `claimed_by` when it claims a row."""
+    return _owner
+
+
+def set_owner(owner: str) -> None:
+    """Take on a worker identity; set only once its heartbeat row exists (claims check it)."""
+    global _owner
+    _owner = owner
+
 
 def enqueue_on_commit(task: str, *args: int) -> None:
     """Queue `task(*args)` once the current transaction commits (at once outside one).
@@ -44,7 +59,14 @@ def backoff(
 
     `at_least` (seconds, e.g. a Retry-After) lengthens it; jitter is added last.
     """
-    delay = min(base * (1 << max(0, attempts - 1)), cap)
+    delay = base
+    # Doubled step by step up to the cap: an outage retried for hours counts hundreds of
+    # attempts, and base * 2**attempts would overflow timedelta.
+    for _ in range(max(0, attempts - 1)):
+        if delay >= cap:
+            break
+        delay *= 2
+    delay = min(delay, cap)
     if at_least:
         delay = max(delay, timedelta(seconds=at_least))
     return delay * random.uniform(1.0, 1.0 + JITTER)

@@ -13,12 +13,13 @@ from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from registrations import coder, deletion, provisioning, sms
+from registrations import coder, credentials, deletion, liveness, provisioning, sms
 from registrations.models import (
     Account,
     AccountStatus,
     InboundMessage,
     OutboundMessage,
+    SeenMessage,
     UsageStat,
 )
 
@@ -27,25 +28,56 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 
-def sweep(now: datetime | None = None) -> dict[str, int]:
-    """Re-drive work a dead worker or a lost task left behind; count what was re-driven."""
+def sweep(now: datetime | None = None, *, batch: int | None = None) -> dict[str, int]:
+    """Re-drive work a dead worker or a lost task left behind; count what was re-driven.
+
+    Run every minute by the scheduler, and every few seconds by one worker (registrations/
+    beat.py). `batch`: deletions sent to workers by this run (default CLEANUP_BATCH_SIZE).
+    """
     now = now or timezone.now()
+    recovery = liveness.recover(now)
+    # A dead worker's cluster lost the tasks it had prefetched too (Redis has no receipts):
+    # whoever buried it sends the queued rows again, without waiting for them to go stale.
+    lost = recovery.buried > 0
     return {
-        "provisioning": provisioning.redrive_stale(now),
-        "sms": sms.redrive_stale(now),
-        "deletion_started": deletion.start_requested(now),
-        "deletion_redriven": deletion.redrive_due(now),
+        "claims_released": recovery.released,
+        "provisioning": provisioning.redrive_stale(now, queued_too=lost),
+        "sms": sms.redrive_stale(now, queued_too=lost),
+        "deletion_started": deletion.start_requested(now, limit=batch),
+        "deletion_redriven": deletion.redrive_due(now, limit=batch, queued_too=lost),
     }
 
 
-def reconcile(progress: Progress | None = None, *, dry_run: bool = False) -> dict[str, int]:
-    """Delete Coder users carrying our email marker that no live account owns.
+class ReconcileRefused(Exception):
+    """The run would delete an unusual number of users; nothing was deleted."""
 
-    Users without the marker are never touched. An orphan with workspaces gets delete builds
-    now and is deleted by a later run once Coder reports them gone ("pending").
+    def __init__(self, found: int, usernames: list[str]) -> None:
+        self.found = found
+        self.usernames = usernames
+        super().__init__(
+            f"Refusing to delete {len(usernames)} of the {found} Coder users of deployment "
+            f"{credentials.deployment_id()} (more than {settings.RECONCILE_MAX_DELETES} and "
+            f"more than {settings.RECONCILE_MAX_DELETE_PERCENT}% of them): check DEPLOYMENT_ID, "
+            "CODER_EMAIL_DOMAIN and DATABASE_URL, then run `manage.py reconcile --force` if "
+            f"they really are orphans. Would have deleted: {', '.join(usernames)}"
+        )
+
+
+def reconcile(
+    progress: Progress | None = None, *, dry_run: bool = False, force: bool = False
+) -> dict[str, int]:
+    """Delete Coder users of this deployment that no live account owns.
+
+    Other users are never touched (see find_orphans). An orphan with workspaces gets delete
+    builds now and is deleted by a later run once Coder reports them gone ("pending"). A run
+    that would delete an unusual number of users raises ReconcileRefused unless forced.
     """
     client = coder.get_client()
     ours, orphans = find_orphans(client)
+    if not dry_run and not force and too_many(len(orphans), len(ours)):
+        refused = ReconcileRefused(len(ours), [u.username for u in orphans])
+        logger.error("reconcile: %s", refused)
+        raise refused
     report = {"found": len(ours), "orphans": len(orphans), "deleted": 0, "pending": 0, "errors": 0}
     for done, user in enumerate(orphans, start=1):
         if _is_owned(user):
@@ -58,16 +90,42 @@ def reconcile(progress: Progress | None = None, *, dry_run: bool = False) -> dic
     return report
 
 
+def too_many(orphans: int, found: int) -> bool:
+    """Say whether deleting this many of the users found is too unusual to do unasked."""
+    return (
+        orphans > int(settings.RECONCILE_MAX_DELETES)
+        and orphans * 100 > found * int(settings.RECONCILE_MAX_DELETE_PERCENT)
+    )
+
+
 def find_orphans(client: coder.CoderClient) -> tuple[list[coder.User], list[coder.User]]:
-    """Return the Coder users carrying our email marker, and those no live account owns."""
-    suffix = "@" + settings.CODER_EMAIL_DOMAIN.lower()
-    ours = [
-        user for user in client.iter_users(settings.CODER_EMAIL_DOMAIN)
-        if user.email.lower().endswith(suffix)
-    ]
+    """Return the Coder users of this deployment, and those no live account owns.
+
+    Ours are the users whose email carries this deployment's marker (credentials.email_for),
+    plus users from before the marker (plain `<username>@<domain>`) that one of our rows
+    recorded by id. Any other user, even at our domain, may be another deployment's live
+    student or a real person: it is never touched.
+    """
+    ours: list[coder.User] = []
+    unmarked: list[coder.User] = []
+    for user in client.iter_users(settings.CODER_EMAIL_DOMAIN):
+        (ours if credentials.is_our_email(user.email) else unmarked).append(user)
     # Read the owners after listing Coder: provisioning saves a username before creating it.
     ids, emails = _owned_identities()
+    ours += _recorded_unmarked(unmarked)
     return ours, [u for u in ours if u.id not in ids and u.email.lower() not in emails]
+
+
+def _recorded_unmarked(users: list[coder.User]) -> list[coder.User]:
+    """Return the unmarked users whose id one of our rows (deleted ones included) recorded."""
+    by_id = {user.id: user for user in users}
+    # By id only: an email or username may since belong to another deployment's user.
+    recorded = set(
+        Account.objects.filter(coder_user_id__in=list(by_id)).values_list(
+            "coder_user_id", flat=True
+        )
+    )
+    return [user for user_id, user in by_id.items() if user_id in recorded]
 
 
 def _owned_identities() -> tuple[set[str], set[str]]:
@@ -90,10 +148,10 @@ def _owned_identities() -> tuple[set[str], set[str]]:
 def _is_owned(user: coder.User) -> bool:
     """Re-check one orphan just before deleting it (an account may have claimed it since)."""
     mine = Q(coder_user_id=user.id) | Q(coder_email__iexact=user.email)
-    local, _, domain = user.email.lower().partition("@")
-    if domain == settings.CODER_EMAIL_DOMAIN.lower():
+    username = credentials.marker_username(user.email)
+    if username:
         # A row between saving its username and hearing back from Coder has no email yet.
-        mine |= Q(coder_email="", coder_username__iexact=local)
+        mine |= Q(coder_email="", coder_username__iexact=username)
     return Account.objects.exclude(status=AccountStatus.DELETED).filter(mine).exists()
 
 
@@ -120,9 +178,12 @@ def apply_retention(now: datetime | None = None) -> dict[str, int]:
     """Delete message logs and purged accounts older than RETENTION_DAYS; keep daily counts.
 
     Before rows go, they are added to UsageStat (per day, session and metric), which holds no
-    phone number or text: `inbound_<outcome>`, `outbound_<kind>` and `accounts`.
+    phone number or text: `inbound_<outcome>`, `outbound_<kind>` and `accounts`. The hashes of
+    seen MessageSids (replay protection) go only after MESSAGE_SID_RETENTION_DAYS.
     """
-    cutoff = (now or timezone.now()) - timedelta(days=settings.RETENTION_DAYS)
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.RETENTION_DAYS)
+    sids_cutoff = (now - timedelta(days=settings.MESSAGE_SID_RETENTION_DAYS)).date()
     inbound = InboundMessage.objects.filter(received_at__lt=cutoff)
     outbound = OutboundMessage.objects.filter(created_at__lt=cutoff)
     accounts = Account.objects.filter(status=AccountStatus.DELETED, purged_at__lt=cutoff)
@@ -134,6 +195,7 @@ def apply_retention(now: datetime | None = None) -> dict[str, int]:
             "inbound": inbound.delete()[0],
             "outbound": outbound.delete()[0],
             "accounts": accounts.delete()[0],
+            "message_sids": SeenMessage.objects.filter(first_seen__lt=sids_cutoff).delete()[0],
         }
     logger.info("retention: deleted %s", report)
     return report

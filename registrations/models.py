@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from registrations import credentials
 from registrations.phones import normalize_phone
@@ -240,6 +241,13 @@ class Account(models.Model):
     expires_at = models.DateTimeField()
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # The worker process holding this row's current step ("" when none holds it). When that
+    # worker stops beating, the step is handed on at once (registrations/liveness.py).
+    claimed_by = models.CharField(max_length=64, blank=True, default="")
+    # Provisioning attempts cut short by a dying worker (PROVISION_MAX_INTERRUPTIONS).
+    interruptions = models.PositiveIntegerField(default=0)
+    # When the student was told, once, that Coder trouble delays their account.
+    delay_notified_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     deletion_reason = models.CharField(max_length=10, choices=DeletionReason, blank=True)
     workspace_delete_failures = models.PositiveIntegerField(default=0)
@@ -313,6 +321,7 @@ class InboundOutcome(models.TextChoices):
     OPT_IN = "opt_in", "Opted back in"
     DONE = "done", "Asked to delete account"
     OWN_NUMBER = "own_number", "From one of our numbers (ignored)"
+    OPTED_OUT_PHRASE = "opted_out_phrase", "Phone has opted out (STOP); nothing created or sent"
     INVALID = "invalid", "Invalid message"
 
 
@@ -341,6 +350,30 @@ class InboundMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_sid} ({self.get_outcome_display()})"
+
+
+_SEEN_MESSAGE_SALT = "registrations.models.seen_message"
+
+
+def seen_message_key(message_sid: str) -> str:
+    """Return the keyed hash (HMAC with SECRET_KEY) that stands for a MessageSid in SeenMessage."""
+    # 128 bits: no two sids ever share a key, and the key reveals nothing about the message.
+    return salted_hmac(_SEEN_MESSAGE_SALT, message_sid, algorithm="sha256").hexdigest()[:32]
+
+
+class SeenMessage(models.Model):
+    """A MessageSid we have received, as a keyed hash, kept long after its InboundMessage.
+
+    Retention deletes the message log after RETENTION_DAYS; without this row a captured, validly
+    signed request (a "DONE") replayed later would act again. It identifies nobody: no phone,
+    no text, only the day it was first seen.
+    """
+
+    key = models.CharField(max_length=32, primary_key=True)
+    first_seen = models.DateField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"message seen {self.first_seen:%Y-%m-%d}"
 
 
 class OutboundKind(models.TextChoices):

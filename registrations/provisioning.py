@@ -5,6 +5,15 @@ Twilio: it is never stored, never a task argument or result, never logged. Every
 run twice: the username is saved on the row before Coder is called, so a retry after a crash
 meets Coder's 409 for that same username, adopts the user (it carries our email marker) by
 setting a new password, and texts that one.
+
+Coder trouble (down, timing out, 5xx, 429, a token being fixed) never fails a student quickly:
+the attempt is retried with a short, capped backoff until PROVISION_GIVE_UP_HOURS after the
+text (never past the account's expiry), and a student kept waiting is texted once that the
+account is delayed. Only a request Coder rejects as invalid fails at once.
+
+A claim names the worker holding the row (`claimed_by`); the writes that finish an attempt
+only land while that worker still holds it, so an attempt handed on after its worker was seen
+dead (registrations/liveness.py) cannot be finished twice.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from registrations.coder import (
     get_client,
 )
 from registrations.models import (
+    DELETION_STATUSES,
     Account,
     AccountStatus,
     DeletionReason,
@@ -48,12 +58,15 @@ PROVISION_TASK = "registrations.tasks.provision_account"
 RESEND_TASK = "registrations.tasks.resend_credentials"
 DELETION_TASK = "registrations.tasks.advance_deletion"
 
-# Short blips are retried inside the task; longer trouble goes back to the sweep with backoff.
+# Short blips are retried inside the task; longer trouble goes back to the sweep with backoff
+# (PROVISION_RETRY_BASE_SECONDS doubling up to PROVISION_RETRY_MAX_SECONDS).
 INLINE_TRIES = 2
 INLINE_PAUSE_SECONDS = 0.3
 INLINE_MAX_PAUSE_SECONDS = 3.0
-RETRY_BASE = timedelta(seconds=30)
-RETRY_MAX = timedelta(minutes=10)
+# A credentials SMS Twilio did not take is retried (with a new password) on this backoff: long,
+# so that a Twilio outage does not become a herd of password changes (Coder allows 60 a minute).
+SMS_RETRY_BASE = timedelta(seconds=30)
+SMS_RETRY_MAX = timedelta(minutes=10)
 USERNAME_TRIES = 5
 # A resend that keeps failing (Twilio or Coder down) is abandoned after this long.
 RESEND_GIVE_UP_AFTER = timedelta(minutes=30)
@@ -63,9 +76,23 @@ class PermanentFailure(Exception):
     """Provisioning cannot succeed by retrying (e.g. Coder rejects our request as invalid)."""
 
 
-def backoff(attempts: int) -> timedelta:
-    """Return the pause before retry number `attempts`, doubling, capped, with jitter."""
-    return jobs.backoff(attempts, RETRY_BASE, RETRY_MAX)
+def backoff(attempts: int, *, at_least: float | None = None) -> timedelta:
+    """Return the pause before retrying Coder after `attempts` failures, doubling, capped.
+
+    The cap is short (minutes) so that every waiting student is served soon after Coder is back.
+    """
+    return jobs.backoff(
+        attempts,
+        timedelta(seconds=settings.PROVISION_RETRY_BASE_SECONDS),
+        timedelta(seconds=settings.PROVISION_RETRY_MAX_SECONDS),
+        at_least=at_least,
+    )
+
+
+def give_up_at(account: Account) -> datetime:
+    """Return when Coder trouble ends our attempts: hours after the text, never past expiry."""
+    hours = timedelta(hours=settings.PROVISION_GIVE_UP_HOURS)
+    return min(account.created_at + hours, account.expires_at)
 
 
 def enqueue_provision(account_id: int) -> None:
@@ -73,17 +100,25 @@ def enqueue_provision(account_id: int) -> None:
     jobs.enqueue_on_commit(PROVISION_TASK, account_id)
 
 
-def _set(account_id: int, expected_status: str | None = None, **changes: Any) -> int:
-    """Update an account row (only while it has `expected_status`, when given)."""
+def _set(
+    account_id: int,
+    expected_status: str | None = None,
+    *,
+    holder: str | None = None,
+    **changes: Any,
+) -> int:
+    """Update an account row (only while it has `expected_status`, and is held by `holder`)."""
     rows = Account.objects.filter(pk=account_id)
     if expected_status is not None:
         rows = rows.filter(status=expected_status)
+    if holder is not None:
+        rows = rows.filter(claimed_by=holder)
     if "status" in changes:
         changes.setdefault("status_changed_at", timezone.now())
     return rows.update(**changes)
 
 
-def _claim(account_id: int) -> bool:
+def _claim(account_id: int, owner: str) -> bool:
     """Move a requested account to provisioning; False when another worker has it, or it went."""
     claimed = Account.objects.filter(
         pk=account_id,
@@ -95,18 +130,28 @@ def _claim(account_id: int) -> bool:
         status_changed_at=timezone.now(),
         attempts=F("attempts") + 1,
         next_attempt_at=None,
+        claimed_by=owner,
     )
     return claimed == 1
 
 
+def _held_account(account_id: int, owner: str) -> Account:
+    """Load a row just claimed; `claimed_by` is what every later write must still find."""
+    account = Account.objects.select_related("session").get(pk=account_id)
+    account.claimed_by = owner
+    return account
+
+
 def provision(account_id: int) -> None:
     """Create the account's Coder user (and workspace), then text the credentials (task body)."""
-    if not _claim(account_id):
+    owner = jobs.current_owner()
+    if not _claim(account_id, owner):
         logger.info("account %s: not claimable for provisioning; skipped", account_id)
         return
-    account = Account.objects.select_related("session").get(pk=account_id)
-    if account.attempts > settings.PROVISION_MAX_ATTEMPTS:
-        _fail(account, "Gave up: every attempt was interrupted.")
+    account = _held_account(account_id, owner)
+    if account.interruptions >= settings.PROVISION_MAX_INTERRUPTIONS:
+        # A row whose attempts keep killing their worker must not take down workers for hours.
+        _fail(account, f"Gave up: {account.interruptions} attempts were interrupted.")
         return
     try:
         user, password = _with_inline_retries(lambda: _create_or_adopt(account))
@@ -115,6 +160,7 @@ def provision(account_id: int) -> None:
         _set(
             account.pk,
             AccountStatus.PROVISIONING,
+            holder=account.claimed_by,
             coder_user_id=account.coder_user_id,
             coder_email=account.coder_email,
         )
@@ -247,20 +293,26 @@ def _ensure_workspace(account: Account) -> str:
 def _activate(account: Account, note: str) -> bool:
     """Mark the account active; False if it left provisioning meanwhile (e.g. revoked)."""
     now = timezone.now()
+    # Still held by this task: if its worker was seen dead meanwhile, another attempt owns the
+    # row now, and only that one may text credentials. The claim stays for the SMS below.
     done = _set(
         account.pk,
         AccountStatus.PROVISIONING,
+        holder=account.claimed_by,
         status=AccountStatus.ACTIVE,
         provisioned_at=now,
-        # A lease, not "nothing due": if this task dies before the SMS is recorded, the sweep
-        # finds the lease expired and sends a new password (resend knows it is the first SMS).
+        # A lease, not "nothing due": if this task dies before the SMS is recorded, its
+        # worker's death (or else the lease running out) makes a new password due (resend
+        # knows it is the first SMS).
         next_attempt_at=now + timedelta(seconds=settings.STALE_AFTER_SECONDS),
         last_error=note,
     )
     if not done:
         logger.info("account %s left provisioning before it finished; no SMS", account.pk)
         return False
+    holder = account.claimed_by
     account.refresh_from_db()
+    account.claimed_by = holder  # what this task claimed, whatever a recovery did since
     if account.deletion_requested_at:
         return False
     logger.info("account %s: Coder user %s is ready", account.pk, account.coder_username)
@@ -277,11 +329,12 @@ def _send_password(account: Account, password: str, body: str, note: str = "") -
         account=account, kind=OutboundKind.CREDENTIALS, body=body, secret=password
     )
     now = timezone.now()
-    # Only while still active: if a deletion began meanwhile, next_attempt_at is its timer.
-    active = AccountStatus.ACTIVE
+    # Only while still active and ours: if a deletion began meanwhile, next_attempt_at is its
+    # timer; if our worker was seen dead, the recovery that took over sets it.
+    active, ours = AccountStatus.ACTIVE, {"holder": account.claimed_by, "claimed_by": ""}
     if delivery.sent:
         _set(account.pk, credentials_sent_at=now)
-        _set(account.pk, active, next_attempt_at=None, last_error=note)
+        _set(account.pk, active, **ours, next_attempt_at=None, last_error=note)
         return True
     message = delivery.message
     reason = (message.error_message or message.get_status_display()) if message else "no phone"
@@ -292,6 +345,7 @@ def _send_password(account: Account, password: str, body: str, note: str = "") -
         _set(
             account.pk,
             active,
+            **ours,
             next_attempt_at=now + sms.held_retry_delay(),
             last_resent_at=now,
             last_error=f"Credentials SMS not sent ({reason}); a new password will follow.",
@@ -301,15 +355,17 @@ def _send_password(account: Account, password: str, body: str, note: str = "") -
         # The password is gone once this task ends: the next try sets and sends a new one.
         # Back off on consecutive unsent attempts, so a Twilio outage during a class does not
         # turn into a herd of password changes against Coder's 60-a-minute limit.
+        delay = jobs.backoff(_unsent_credentials(account), SMS_RETRY_BASE, SMS_RETRY_MAX)
         _set(
             account.pk,
             active,
-            next_attempt_at=now + backoff(_unsent_credentials(account)),
+            **ours,
+            next_attempt_at=now + delay,
             last_error=f"Credentials SMS not sent ({reason}); a new password will follow.",
         )
     else:
         error = f"Credentials SMS not sent: {reason}"
-        _set(account.pk, active, next_attempt_at=None, last_error=error)
+        _set(account.pk, active, **ours, next_attempt_at=None, last_error=error)
     return False
 
 
@@ -322,22 +378,51 @@ def _unsent_credentials(account: Account) -> int:
     return messages.filter(sent_at__isnull=True).count()
 
 
-def _retry_later(account: Account, exc: Exception) -> None:
-    """Put the account back to requested with backoff, or fail it after the last attempt."""
-    account.refresh_from_db(fields=["attempts"])
-    if account.attempts >= settings.PROVISION_MAX_ATTEMPTS:
-        _fail(account, f"Gave up after {account.attempts} attempts: {exc}")
+def _retry_later(account: Account, exc: CoderError) -> None:
+    """Put the account back to requested with backoff; fail it only once the bound has passed.
+
+    The bound is time, not a number of attempts: an outage of any length within it costs the
+    student a wait, never the account. A student kept waiting hears about it once.
+    """
+    now = timezone.now()
+    deadline = give_up_at(account)
+    if now >= deadline:
+        waited = (now - account.created_at).total_seconds() / 3600
+        _fail(account, f"Gave up after {waited:.1f} hours of Coder errors: {exc}")
         return
     logger.warning(
         "account %s: attempt %s failed, will retry: %s", account.pk, account.attempts, exc
     )
-    _set(
+    # Past the deadline the claim no longer matters: the last try is at the deadline, and at
+    # the expiry the deletion pipeline tells a student who never got credentials.
+    retry_at = min(now + backoff(account.attempts, at_least=exc.retry_after), deadline)
+    moved = _set(
         account.pk,
         AccountStatus.PROVISIONING,
+        holder=account.claimed_by,
         status=AccountStatus.REQUESTED,
-        next_attempt_at=timezone.now() + backoff(account.attempts),
+        next_attempt_at=retry_at,
+        claimed_by="",
         last_error=str(exc)[:1000],
     )
+    notice_after = timedelta(seconds=settings.PROVISION_DELAY_NOTICE_SECONDS)
+    if moved and now - account.created_at >= notice_after:
+        _tell_delayed(account, now)
+
+
+def _tell_delayed(account: Account, now: datetime) -> None:
+    """Text the student, once, that their account is delayed and will come by SMS."""
+    # The conditional update decides who sends it: two attempts never text it twice.
+    if Account.objects.filter(pk=account.pk, delay_notified_at__isnull=True).update(
+        delay_notified_at=now
+    ):
+        logger.info("account %s: student told the account is delayed", account.pk)
+        sms.queue_sms(
+            phone=account.phone,
+            kind=OutboundKind.NOTICE,
+            body=texts.delayed_text(account),
+            account=account,
+        )
 
 
 def _fail(account: Account, error: str, from_status: str = AccountStatus.PROVISIONING) -> None:
@@ -345,8 +430,10 @@ def _fail(account: Account, error: str, from_status: str = AccountStatus.PROVISI
     failed = _set(
         account.pk,
         from_status,
+        holder=account.claimed_by,
         status=AccountStatus.FAILED,
         next_attempt_at=None,
+        claimed_by="",
         last_error=error[:1000],
     )
     if not failed:
@@ -370,6 +457,9 @@ def retry_failed(account: Account) -> bool:
         AccountStatus.FAILED,
         status=AccountStatus.REQUESTED,
         attempts=0,
+        interruptions=0,
+        delay_notified_at=None,
+        claimed_by="",
         next_attempt_at=None,
         last_error="",
     )
@@ -423,22 +513,25 @@ def request_resend(account: Account, *, by_admin: bool = False) -> bool:
     return True
 
 
-def _claim_resend(account_id: int, now: datetime) -> bool:
+def _claim_resend(account_id: int, now: datetime, owner: str) -> bool:
     leased = Account.objects.filter(
         pk=account_id,
         status=AccountStatus.ACTIVE,
         deletion_requested_at__isnull=True,
         next_attempt_at__lte=now,
-    ).update(next_attempt_at=now + timedelta(seconds=settings.STALE_AFTER_SECONDS))
+    ).update(
+        next_attempt_at=now + timedelta(seconds=settings.STALE_AFTER_SECONDS), claimed_by=owner
+    )
     return leased == 1
 
 
 def resend(account_id: int) -> None:
     """Set a new password in Coder and text it (task body); also the recovery of a lost SMS."""
     now = timezone.now()
-    if not _claim_resend(account_id, now):
+    owner = jobs.current_owner()
+    if not _claim_resend(account_id, now, owner):
         return
-    account = Account.objects.select_related("session").get(pk=account_id)
+    account = _held_account(account_id, owner)
     since = account.last_resent_at or account.provisioned_at or account.created_at
     if now - since > RESEND_GIVE_UP_AFTER:
         _give_up_resend(account, "Gave up sending a new password.")
@@ -472,6 +565,8 @@ def _gone_from_coder(account: Account, now: datetime) -> None:
     moved = _set(
         account.pk,
         AccountStatus.ACTIVE,
+        holder=account.claimed_by,
+        claimed_by="",
         status=AccountStatus.DELETING_USER,
         deletion_reason=DeletionReason.GONE,
         deletion_requested_at=now,
@@ -486,16 +581,20 @@ def _gone_from_coder(account: Account, now: datetime) -> None:
 def _resend_failed(account: Account, exc: CoderError, now: datetime) -> None:
     retry_at = None
     if exc.retryable:
-        delay = backoff(max(1, _unsent_credentials(account)))
-        if exc.retry_after:
-            delay = max(delay, timedelta(seconds=exc.retry_after))
-        retry_at = now + delay
+        retry_at = now + backoff(max(1, _unsent_credentials(account)), at_least=exc.retry_after)
     logger.warning("account %s: new password not set in Coder: %s", account.pk, exc)
     error = f"New password not set: {exc}"
     if retry_at is None:
         _give_up_resend(account, error)
     else:
-        _set(account.pk, AccountStatus.ACTIVE, next_attempt_at=retry_at, last_error=error[:1000])
+        _set(
+            account.pk,
+            AccountStatus.ACTIVE,
+            holder=account.claimed_by,
+            claimed_by="",
+            next_attempt_at=retry_at,
+            last_error=error[:1000],
+        )
 
 
 def _give_up_resend(account: Account, error: str) -> None:
@@ -504,21 +603,66 @@ def _give_up_resend(account: Account, error: str) -> None:
         error = f"No credentials SMS ever reached the student. {error}"
         _fail(account, error, AccountStatus.ACTIVE)
     else:
-        _set(account.pk, AccountStatus.ACTIVE, next_attempt_at=None, last_error=error[:1000])
+        _set(
+            account.pk,
+            AccountStatus.ACTIVE,
+            holder=account.claimed_by,
+            claimed_by="",
+            next_attempt_at=None,
+            last_error=error[:1000],
+        )
 
 
-def redrive_stale(now: datetime) -> int:
-    """Re-enqueue provisioning and credentials (re)sends that are due or stuck; count them."""
+INTERRUPTED = "Interrupted: the worker stopped mid-attempt; trying again."
+
+
+def release_claims(owner: str, now: datetime) -> int:
+    """Hand on what a dead worker held, due at once; count the rows.
+
+    An attempt it was making goes back to requested (the retry adopts any user it created); a
+    credentials SMS it was sending is sent again with a new password (resend knows whether it
+    is the student's first).
+    """
+    held = Account.objects.filter(claimed_by=owner)
+    count = held.filter(status=AccountStatus.PROVISIONING).update(
+        status=AccountStatus.REQUESTED,
+        status_changed_at=now,
+        next_attempt_at=now,
+        claimed_by="",
+        interruptions=F("interruptions") + 1,
+        last_error=INTERRUPTED,
+    )
+    count += held.filter(status=AccountStatus.ACTIVE, next_attempt_at__isnull=False).update(
+        next_attempt_at=now, claimed_by=""
+    )
+    # The deletion pipeline hands on its own rows (deletion.release_claims).
+    held.exclude(status__in=DELETION_STATUSES).update(claimed_by="")
+    return count
+
+
+def redrive_stale(now: datetime, *, queued_too: bool = False) -> int:
+    """Re-enqueue provisioning and credentials (re)sends that are due or stuck; count them.
+
+    `queued_too`: also rows whose task was enqueued moments ago, because a worker died and its
+    cluster's prefetched tasks died with it (a duplicate task finds the row claimed, and stops).
+    """
     stale = now - timedelta(seconds=settings.STALE_AFTER_SECONDS)
     lease = now + timedelta(seconds=settings.STALE_AFTER_SECONDS)
-    # A worker killed mid-task leaves the row in provisioning: hand it back to requested.
+    # A worker killed mid-task whose death nobody saw (it had no identity) leaves the row in
+    # provisioning: once its lease is over, hand it back to requested.
     Account.objects.filter(status=AccountStatus.PROVISIONING, status_changed_at__lte=stale).update(
-        status=AccountStatus.REQUESTED, status_changed_at=now, next_attempt_at=now
+        status=AccountStatus.REQUESTED,
+        status_changed_at=now,
+        next_attempt_at=now,
+        claimed_by="",
+        interruptions=F("interruptions") + 1,
+        last_error=INTERRUPTED,
     )
     live = Q(deletion_requested_at__isnull=True, expires_at__gt=now)
-    due = Q(next_attempt_at__lte=now) | Q(
-        next_attempt_at__isnull=True, status_changed_at__lte=stale
-    )
+    lost = Q(next_attempt_at__isnull=True)
+    if not queued_too:
+        lost &= Q(status_changed_at__lte=stale)
+    due = Q(next_attempt_at__lte=now) | lost
     requested = Account.objects.filter(status=AccountStatus.REQUESTED)
     candidates = requested.filter(live, due).values_list("pk", "next_attempt_at")[:500]
     # Leased until the next sweep, so that two sweeps never enqueue one row twice.

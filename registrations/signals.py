@@ -1,4 +1,4 @@
-"""Signal handlers: a worker stamps its heartbeat as soon as it starts."""
+"""Signal handlers: a worker stamps its heartbeat and starts its beat thread as it starts."""
 
 from __future__ import annotations
 
@@ -14,12 +14,17 @@ logger = logging.getLogger(__name__)
 
 @receiver(post_spawn)
 def stamp_heartbeat_on_spawn(sender: object, proc_name: str, **kwargs: object) -> None:
+    from registrations import beat
     from registrations.health import stamp_heartbeat
 
     try:
         stamp_heartbeat()
     except Exception:  # a heartbeat must never stop a worker from starting
         logger.exception("could not stamp the worker heartbeat")
+    try:
+        beat.start()
+    except Exception:  # without it, this worker's claims end by lease only, as before
+        logger.exception("could not start the worker beat")
 
 
 @receiver(post_migrate)

@@ -50,7 +50,7 @@ HELD_RETRY = timedelta(seconds=60)
 
 # Callbacks arrive out of order ("sent" after "delivered"): never move a message backwards.
 # Twilio's own "sending" is left out: our SENDING means "the transport has it right now".
-_CALLBACK_RANK = {
+_CALLBACK_RANK: dict[str, int] = {
     OutboundStatus.ACCEPTED: 1,
     OutboundStatus.SCHEDULED: 1,
     OutboundStatus.QUEUED: 2,
@@ -195,6 +195,10 @@ def _send(message: OutboundMessage, body: str, *, retry_allowed: bool) -> Outcom
     if is_opted_out(message.phone):
         _finish(message, OutboundStatus.OPTED_OUT, error_message="Recipient opted out.")
         return Outcome.OPTED_OUT
+    if message.phone is None:
+        # Numbers are dropped from finished messages only; the provider would refuse it too.
+        _finish(message, OutboundStatus.FAILED, error_message="No phone number to send to.")
+        return Outcome.FAILED
     try:
         sent = sms_transport.get_transport().send(
             to=message.phone,
@@ -360,8 +364,12 @@ def record_status(public_id: str, params: Any) -> None:
         OptOut.objects.get_or_create(phone=message.phone)
 
 
-def redrive_stale(now: datetime) -> int:
-    """Re-enqueue messages due for a retry, lost from the queue, or stuck mid-send; count them."""
+def redrive_stale(now: datetime, *, queued_too: bool = False) -> int:
+    """Re-enqueue messages due for a retry, lost from the queue, or stuck mid-send; count them.
+
+    `queued_too`: a message queued moments ago too, because a worker was just seen dead and its
+    cluster's prefetched tasks died with it (a duplicate task finds the message taken).
+    """
     stale = now - timedelta(seconds=settings.STALE_AFTER_SECONDS)
     # A crash after the transport accepted but before we recorded it may duplicate a plain message;
     # a password message is never re-sent from its (masked) row.
@@ -380,7 +388,11 @@ def redrive_stale(now: datetime) -> int:
     ).update(phone=None)
     due = OutboundMessage.objects.filter(
         Q(status=OutboundStatus.RETRY, next_attempt_at__lte=now)
-        | Q(status=OutboundStatus.PENDING, next_attempt_at__isnull=True, created_at__lte=stale)
+        | Q(
+            status=OutboundStatus.PENDING,
+            next_attempt_at__isnull=True,
+            created_at__lte=now if queued_too else stale,
+        )
         | Q(status=OutboundStatus.PENDING, next_attempt_at__lte=now)
     ).exclude(kind=OutboundKind.CREDENTIALS)
     # Leased until the next sweep, so that two sweeps never enqueue one message twice.

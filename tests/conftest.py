@@ -154,6 +154,7 @@ def coder_account(fake_coder, settings) -> Callable:
     The workspaces' start builds are finished, and the fake's request log is cleared, so a test
     sees only the requests the code under test sends.
     """
+    from registrations import credentials
     from registrations.coder import get_client
     from registrations.models import Account, AccountStatus
 
@@ -168,7 +169,7 @@ def coder_account(fake_coder, settings) -> Callable:
         status: str = AccountStatus.ACTIVE,
         **fields,
     ) -> Account:
-        user = fake_coder.add_user(username, email=f"{username}@{settings.CODER_EMAIL_DOMAIN}")
+        user = fake_coder.add_user(username, email=credentials.email_for(username))
         polls, fake_coder.build_polls = fake_coder.build_polls, 0
         for number in range(1, workspaces + 1):
             get_client().create_workspace(username, f"ws{number}", template["id"])

@@ -101,9 +101,30 @@ def test_username_validity_follows_coders_rule():
 
 def test_email_marker_identifies_our_users(settings):
     settings.CODER_EMAIL_DOMAIN = "lab.invalid"
-    assert credentials.email_for("cs-abc234") == "cs-abc234@lab.invalid"
-    assert credentials.is_ours("cs-abc234", "CS-ABC234@lab.invalid")
-    assert not credentials.is_ours("cs-abc234", "cs-abc234@example.edu")
+    settings.DEPLOYMENT_ID = "k3fq7"
+    assert credentials.email_for("cs-abc234") == "cs-abc234.k3fq7@lab.invalid"
+    assert credentials.is_ours("cs-abc234", "CS-ABC234.K3FQ7@lab.invalid")
+    assert not credentials.is_ours("cs-abc234", "cs-abc234.k3fq7@example.edu")
+    assert not credentials.is_ours("cs-abc234", "cs-abc234@lab.invalid")  # from before the marker
+    assert not credentials.is_ours("cs-abc234", "cs-abc234.other@lab.invalid")
     assert not credentials.is_ours("cs-abc234", "someone@lab.invalid")
-    assert credentials.is_our_email("x@lab.invalid")
+    assert credentials.marker_username("CS-ABC234.k3fq7@Lab.Invalid") == "cs-abc234"
     assert not credentials.is_our_email(None)
+    for email in (
+        "cs-abc234@lab.invalid",  # no marker
+        "cs-abc234.other@lab.invalid",  # another deployment's
+        "jsmith.k3fq7@lab.invalid",  # not our username prefix
+        "cs-abc234.k3fq7@lab.invalid.example.com",
+        "cs-abc234.k3fq7@sub.lab.invalid",
+        "cs_abc.k3fq7@lab.invalid",  # not a username Coder accepts
+    ):
+        assert not credentials.is_our_email(email), email
+
+
+def test_deployment_id_is_derived_from_the_secret_key_when_unset(settings):
+    settings.DEPLOYMENT_ID = ""
+    derived = credentials.deployment_id()
+    assert len(derived) == credentials.DEPLOYMENT_ID_LENGTH and derived.isalnum()
+    assert credentials.deployment_id() == derived  # stable
+    settings.SECRET_KEY = "another deployment's key"
+    assert credentials.deployment_id() != derived

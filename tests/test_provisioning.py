@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 from django_q.models import Task
 
-from registrations import coder, provisioning
+from registrations import coder, credentials, provisioning
 from registrations.models import Account, AccountStatus, OutboundKind, OutboundMessage
 from tests.conftest import STUDENT_PHONE, make_session
 from tests.fakes.coder import DEFAULT_ORG_ID
@@ -23,7 +23,6 @@ DOMAIN = "lab.invalid"
 def services(fake_coder, fake_twilio, settings):
     settings.CODER_EMAIL_DOMAIN = DOMAIN
     settings.CODER_USERNAME_PREFIX = "cs"
-    settings.PROVISION_MAX_ATTEMPTS = 3
     return fake_coder, fake_twilio
 
 
@@ -74,7 +73,7 @@ def test_texting_the_phrase_ends_with_working_credentials_by_sms(
     [message] = fake_twilio.messages
     assert message["to"] == STUDENT_PHONE
     email, _ = texted(fake_twilio)
-    assert email == f"{account.coder_username}@{DOMAIN}" == account.coder_email
+    assert email == credentials.email_for(account.coder_username) == account.coder_email
     assert logs_in(fake_coder.url, message["body"])
     assert our_users(fake_coder) == [account.coder_username]
 
@@ -87,7 +86,7 @@ def test_coder_receives_exactly_this_create_user_body(account, services):
     [create] = [r for r in user_posts(fake_coder) if r.path == "/api/v2/users"]
     assert create.body == {
         "username": account.coder_username,
-        "email": f"{account.coder_username}@{DOMAIN}",
+        "email": credentials.email_for(account.coder_username),
         "password": password,
         "login_type": "password",
         "name": "",
@@ -128,7 +127,8 @@ def test_a_duplicate_task_creates_one_user_and_sends_one_sms(account, services):
 
 def test_existing_user_with_our_marker_is_adopted_on_409(account, services):
     fake_coder, fake_twilio = services
-    fake_coder.add_user("cs-abc234", "Old-Password-Nobody-Knows-42", email=f"cs-abc234@{DOMAIN}")
+    email = credentials.email_for("cs-abc234")
+    fake_coder.add_user("cs-abc234", "Old-Password-Nobody-Knows-42", email=email)
     Account.objects.filter(pk=account.pk).update(coder_username="cs-abc234")
     provisioning.provision(account.pk)
     account.refresh_from_db()
@@ -140,7 +140,7 @@ def test_existing_user_with_our_marker_is_adopted_on_409(account, services):
         ("GET", "/api/v2/users/cs-abc234"),
         ("PUT", f"/api/v2/users/{account.coder_user_id}/password"),
     ]
-    assert texted(fake_twilio)[0] == f"cs-abc234@{DOMAIN}"
+    assert texted(fake_twilio)[0] == credentials.email_for("cs-abc234")
     assert logs_in(fake_coder.url, sms(fake_twilio))
 
 
@@ -251,7 +251,8 @@ def test_failure_after_the_create_is_recovered_without_a_second_user(
 def test_worker_killed_mid_provisioning_is_recovered_by_the_sweep(account, services, run_tasks):
     fake_coder, fake_twilio = services
     # What a kill right after Coder's 201 leaves behind: a user, and a row stuck in provisioning.
-    fake_coder.add_user("cs-k7pw3m", "Lost-With-The-Worker-42", email=f"cs-k7pw3m@{DOMAIN}")
+    email = credentials.email_for("cs-k7pw3m")
+    fake_coder.add_user("cs-k7pw3m", "Lost-With-The-Worker-42", email=email)
     Account.objects.filter(pk=account.pk).update(
         status=AccountStatus.PROVISIONING,
         coder_username="cs-k7pw3m",
@@ -285,24 +286,6 @@ def test_twilio_failure_after_the_create_sends_a_new_password_later(account, ser
     assert logs_in(fake_coder.url, sms(fake_twilio))
     assert log_in(fake_coder.url, lost_email, lost_password).status_code == 401
     assert our_users(fake_coder) == [account.coder_username]
-
-
-def test_permanent_failure_marks_failed_and_tells_the_student(account, services, run_tasks):
-    fake_coder, fake_twilio = services
-    fake_coder.fail_next(100, 503, method="POST", path_prefix="/api/v2/users")
-    provisioning.provision(account.pk)
-    for _ in range(2):
-        account.refresh_from_db()
-        run_tasks(provisioning.redrive_stale, account.next_attempt_at)
-    account.refresh_from_db()
-    assert (account.status, account.attempts) == (AccountStatus.FAILED, 3)
-    assert account.last_error.startswith("Gave up after 3 attempts: Coder POST /users -> 503")
-    [message] = fake_twilio.messages
-    assert message["body"] == (
-        "Sorry, we could not set up your Coder account. Your instructor has been told."
-    )
-    assert our_users(fake_coder) == []
-    assert provisioning.redrive_stale(timezone.now() + timedelta(hours=1)) == 0
 
 
 def test_a_rejected_request_fails_at_once(account, services, run_tasks):

@@ -8,7 +8,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from registrations import maintenance
+from registrations import credentials, maintenance
 from registrations.models import Account, AccountStatus
 from tests.student import rename_in_coder
 
@@ -120,7 +120,7 @@ def test_command_shows_progress_and_a_summary(coder_users):
 
     assert err.getvalue().endswith(f"\rDeleting orphans [{'#' * 30}] 2/2\n")
     assert out.getvalue() == (
-        f"Coder users with our marker (@{OURS}): 3\n"
+        f"Coder users of this deployment (marker .{credentials.deployment_id()}@{OURS}): 3\n"
         "Orphans (no live account): 2\n"
         "Deleted: 1\n"
         "Still deleting workspaces (finished by the next run): 1\n"

@@ -221,6 +221,7 @@ def test_a_user_deleted_in_coder_directly_gets_no_dead_credentials(active, servi
     assert active.phone is None
     last = texts_to_student(fake_twilio)[-1]
     assert last == (
-        f"Your Coder account {active.coder_username} has been deleted. Thanks for taking part!"
+        f"Your Coder account {active.coder_username} and its workspaces have been deleted. "
+        "Thank you for taking part, and happy coding!"
     )
     assert "Password" not in last

@@ -170,5 +170,6 @@ def test_sweep_reports_what_it_redrove(open_session, coder_account, broker):
                   deletion_requested_at=long_ago(), deletion_reason=DeletionReason.DONE)
 
     assert maintenance.sweep() == {
-        "provisioning": 0, "sms": 0, "deletion_started": 1, "deletion_redriven": 1,
+        "claims_released": 0, "provisioning": 0, "sms": 0, "deletion_started": 1,
+        "deletion_redriven": 1,
     }

@@ -32,6 +32,7 @@ from registrations.models import (
     OptOut,
     OutboundMessage,
     OutboundStatus,
+    SeenMessage,
 )
 from registrations.phones import normalize_phone
 from registrations.phrases import normalize_phrase
@@ -104,6 +105,7 @@ def sessions(classroom, twilio_settings):
 def reset() -> None:
     """Forget what the previous example stored (examples share one transaction)."""
     InboundMessage.objects.all().delete()
+    SeenMessage.objects.all().delete()  # else a sid drawn again is (rightly) a replay
     Account.objects.all().delete()
     OutboundMessage.objects.all().delete()
     OptOut.objects.all().delete()
