@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from django.conf import settings
 from django.core.checks import Warning, register
 
@@ -19,7 +22,6 @@ def missing_coder_settings() -> list[str]:
     return [name for name in ("CODER_URL", "CODER_SESSION_TOKEN") if not getattr(settings, name)]
 
 
-@register()
 def check_integrations(app_configs: object = None, **kwargs: object) -> list[Warning]:
     warnings = []
     if missing := missing_twilio_settings():
@@ -48,3 +50,30 @@ def check_integrations(app_configs: object = None, **kwargs: object) -> list[War
             )
         )
     return warnings
+
+
+# Commands whose output is about the app's health: they report the integration warnings.
+# Every other command (migrate, qcluster, collectstatic, createinstructor, ...) runs Django's
+# system checks too; repeating the same three warnings there on every run only buries output.
+REPORTING_COMMANDS = frozenset({"check", "runserver"})
+_COMMAND_LINE_TOOLS = frozenset({"manage.py", "django-admin", "__main__.py"})
+
+
+def running_command(argv: list[str] | None = None) -> str | None:
+    """The management command this process runs (`manage.py migrate` -> "migrate"), or None
+    when it is not a management command (gunicorn, pytest, a script calling call_command)."""
+    argv = sys.argv if argv is None else argv
+    if len(argv) > 1 and Path(argv[0]).name in _COMMAND_LINE_TOOLS:
+        return argv[1]
+    return None
+
+
+@register()
+def check_integrations_when_reporting(
+    app_configs: object = None, **kwargs: object
+) -> list[Warning]:
+    """The integration warnings, for `check` and `runserver` only (and outside manage.py)."""
+    command = running_command()
+    if command is not None and command not in REPORTING_COMMANDS:
+        return []
+    return check_integrations(app_configs, **kwargs)

@@ -16,6 +16,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from registrations import credentials
+
 if TYPE_CHECKING:  # texts only read attributes; models imports texts to validate overrides
     from registrations.models import Account, Session
 
@@ -57,7 +59,11 @@ ENDED_BEFORE_READY_TEXT = (
     "Sorry, this class session ended before your Coder account could be set up. "
     "Please ask your instructor for help."
 )
-DELETED_TEXT = "Your Coder account {username} has been deleted. Thanks for taking part!"
+# The goodbye: says what is gone (the account and its workspaces), kindly, in one segment.
+DELETED_TEXT = (
+    "Your Coder account {username} and its workspaces have been deleted. "
+    "Thank you for taking part, and happy coding!"
+)
 TEST_TEXT = 'Test message from classroom-sms for "{phrase}". No reply needed.'
 
 # Replies to a student's text, sent in the webhook's TwiML answer: one GSM-7 segment each (at
@@ -123,7 +129,7 @@ def format_expiry(moment: datetime, time_zone: str) -> str:
 
 
 def coder_url() -> str:
-    return settings.CODER_URL
+    return str(settings.CODER_URL)
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
@@ -252,7 +258,7 @@ def _sample(allowed: tuple[str, ...]) -> dict[str, str]:
     sample = {
         "url": coder_url() or "https://coder.example.edu",
         "username": "cs-" + "x" * 6,
-        "email": "cs-xxxxxx@" + settings.CODER_EMAIL_DOMAIN,
+        "email": credentials.email_for("cs-" + "x" * 6),
         "password": "xxxx-xxxx-xxxx",
         "expires": "Wed Sep 30 23:59 AEST",
         "minutes": "999",
@@ -302,3 +308,29 @@ def validate_session_overrides(session: Session) -> None:
     errors = session_override_errors(session)
     if errors:
         raise ValidationError(errors)
+
+
+# Sent to every student when an instructor extends the session, so that no SMS a student keeps
+# states an expiry that is no longer true. Fullest first; the first that fits one segment goes.
+NEW_EXPIRY_DEFAULTS = (
+    "Good news: your instructor extended the class. Your Coder account {username} now "
+    "expires {expires}.",
+    "Your Coder account now expires {expires}.",
+)
+
+
+def new_expiry_text(account: Account) -> str:
+    """Return the SMS telling a student the new expiry of their account, after an extension."""
+    return _first_fitting(NEW_EXPIRY_DEFAULTS, _account_values(account))
+
+
+# Sent once to a student still waiting because Coder is in trouble; provisioning keeps trying.
+DELAYED_TEXT = (
+    "Your Coder account is taking longer than usual to set up. Your login details will "
+    "come by SMS as soon as it is ready."
+)
+
+
+def delayed_text(account: Account) -> str:
+    """Return the SMS telling a student their account is delayed and will come by SMS."""
+    return DELAYED_TEXT

@@ -106,12 +106,23 @@ def test_revoke_ignores_a_next_url_off_this_site(alice, open_session):
     assert response.url == reverse("admin:registrations_account_change", args=[account.pk])
 
 
-def test_resend_action_queues_new_credentials_for_active_accounts_only(alice, open_session):
+def test_resend_action_confirms_then_queues_new_credentials_for_active_accounts_only(
+    alice, open_session
+):
     active = make_account(open_session, coder_username="cs-abcdef", status="active")
     failed = make_account(open_session, "+14155550124", status=AccountStatus.FAILED)
-    response = changelist_action(alice, "account", "resend_credentials", [active, failed])
+    confirm = changelist_action(alice, "account", "resend_credentials", [active, failed])
+    assert confirm.templates[0].name == "registrations/confirm_resend.html"
+    page = confirm.content.decode()
+    assert "The old password stops working at once" in page and "cs-abcdef" in page
+    assert Account.objects.get(pk=active.pk).resend_count == 0
+    response = changelist_action(
+        alice, "account", "resend_credentials", [active, failed], confirm="yes"
+    )
     assert shown(response) == [
-        "Resending credentials to 1 account. 1 account skipped (not active)."
+        "Sending 1 student a new password by SMS (cs-abcdef (+•••••••••23)): their old "
+        "passwords stop working. 1 account skipped (not active): account #"
+        f"{failed.pk} (+•••••••••24)."
     ]
     active.refresh_from_db()
     assert active.resend_count == 1 and active.next_attempt_at is not None
@@ -142,12 +153,20 @@ def test_retry_action_requeues_failed_accounts(
 def test_resend_and_retry_buttons_of_the_roster(alice, open_session):
     active = make_account(open_session, coder_username="cs-abcdef", status="active")
     failed = make_account(open_session, "+14155550124", status=AccountStatus.FAILED)
-    resend = alice.post(
-        reverse("admin:registrations_account_resend", args=[active.pk]),
-        {"next": page(open_session)},
-        follow=True,
-    )
-    assert shown(resend) == ["Resending credentials to 1 account."]
+    url = reverse("admin:registrations_account_resend", args=[active.pk])
+    # Resend asks first, naming the student; an unconfirmed POST changes nothing either.
+    confirm = alice.get(url, {"next": page(open_session)}).content.decode()
+    assert "Yes, send cs-abcdef a new password" in confirm and "+•••••••••23" in confirm
+    assert "The old password stops working at once" in confirm
+    alice.post(url, {"next": page(open_session)})
+    assert Account.objects.get(pk=active.pk).resend_count == 0
+    resend = alice.post(url, {"confirm": "yes", "next": page(open_session)}, follow=True)
+    assert shown(resend) == [
+        "Sending cs-abcdef (+•••••••••23) a new password by SMS: their old password stops "
+        "working as soon as Coder has the new one."
+    ]
+    assert resend.redirect_chain[-1][0] == page(open_session)
+    assert Account.objects.get(pk=active.pk).resend_count == 1
     retry = alice.post(
         reverse("admin:registrations_account_retry", args=[failed.pk]),
         {"next": page(open_session)},
@@ -156,7 +175,7 @@ def test_resend_and_retry_buttons_of_the_roster(alice, open_session):
     assert shown(retry) == ["Retrying provisioning of 1 account."]
     assert retry.redirect_chain[-1][0] == page(open_session)
     assert (
-        alice.get(reverse("admin:registrations_account_resend", args=[active.pk])).status_code
+        alice.get(reverse("admin:registrations_account_retry", args=[failed.pk])).status_code
         == 405
     )
 

@@ -31,7 +31,10 @@ def test_creates_a_staff_instructor_who_can_use_the_admin(client):
     assert [group.name for group in user.groups.all()] == ["Instructors"]
     assert user.has_perm("registrations.add_session")
     assert client.login(username="carol", password=PASSWORD)
-    assert client.get("/admin/registrations/session/add/").status_code == 200
+    # Without a classroom yet, "create a session" starts with the classroom (test_first_run.py).
+    response = client.get("/admin/registrations/session/add/", follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain[-1][0] == "/admin/registrations/classroom/add/?then=session"
 
 
 def test_running_it_again_for_the_same_username_fails_and_changes_nothing(capsys, monkeypatch):
@@ -101,3 +104,19 @@ def test_without_a_terminal_the_password_option_is_required(monkeypatch):
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     with pytest.raises(CommandError, match="No --password given and no terminal"):
         createinstructor("--username", "carol", "--email", "carol@example.edu")
+
+
+def test_on_a_terminal_it_asks_for_what_is_not_given(monkeypatch):
+    """`make instructor` without USERNAME= and EMAIL= runs it with neither."""
+    answers = iter(["dora", "dora@example.edu"])
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: next(answers))
+    createinstructor("--password", PASSWORD)
+    assert User.objects.get(username="dora").email == "dora@example.edu"
+
+
+def test_without_a_terminal_username_and_email_are_required(monkeypatch):
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    with pytest.raises(CommandError, match="No --username given and no terminal"):
+        createinstructor("--email", "x@example.edu", "--password", PASSWORD)
+    assert not User.objects.exists()

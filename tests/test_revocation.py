@@ -14,7 +14,10 @@ from tests.conftest import STUDENT_PHONE, queued_tasks
 
 pytestmark = pytest.mark.django_db
 
-DELETED_SMS = "Your Coder account cs-student has been deleted. Thanks for taking part!"
+DELETED_SMS = (
+    "Your Coder account cs-student and its workspaces have been deleted. "
+    "Thank you for taking part, and happy coding!"
+)
 
 
 def finish(account: Account, capture) -> Account:

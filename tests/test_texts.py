@@ -17,6 +17,7 @@ EXPIRES = datetime(2025, 3, 4, 22, 30, tzinfo=UTC)
 @pytest.fixture
 def account(open_session, settings) -> Account:
     settings.CODER_URL = "https://coder.example.edu"
+    settings.DEPLOYMENT_ID = "q4xzt"
     open_session.time_zone = "America/New_York"
     open_session.save()
     return Account.objects.create(
@@ -64,8 +65,8 @@ def test_segment_count_never_splits_an_escape_sequence():
 def test_credentials_text_is_one_gsm7_segment_with_local_expiry(account):
     text = texts.credentials_text(account, "k7pw-m3rt-q9zx")
     assert text == (
-        "Your Coder account is ready.\nhttps://coder.example.edu\nEmail: cs-k7pw3m@lab.invalid\n"
-        "Password: k7pw-m3rt-q9zx\nExpires Tue Mar 4 17:30 EST"
+        "Your Coder account is ready.\nhttps://coder.example.edu\n"
+        "Email: cs-k7pw3m.q4xzt@lab.invalid\nPassword: k7pw-m3rt-q9zx\nExpires Tue Mar 4 17:30 EST"
     )
     assert is_gsm7(text) and segments(text) == 1
 
@@ -81,7 +82,7 @@ def test_credentials_show_the_email_coder_answered_with_not_one_derived_now(acco
 def test_every_credentials_sms_fits_one_segment_with_a_realistic_url(account, settings, render):
     settings.CODER_URL = "https://coder.cs.example.edu"
     text = render(account, "k7pw-m3rt-q9zx")
-    assert "\nEmail: cs-k7pw3m@lab.invalid\nPassword: k7pw-m3rt-q9zx\n" in text
+    assert "\nEmail: cs-k7pw3m.q4xzt@lab.invalid\nPassword: k7pw-m3rt-q9zx\n" in text
     assert is_gsm7(text) and segments(text) == 1
 
 
@@ -89,7 +90,7 @@ def test_credentials_text_gets_terser_for_a_long_coder_url(account, settings):
     settings.CODER_URL = "https://coder.computing-department.example-university.edu/lab"
     text = texts.credentials_text(account, "k7pw-m3rt-q9zx")
     assert segments(text) == 1
-    assert "cs-k7pw3m@lab.invalid" in text and "k7pw-m3rt-q9zx" in text
+    assert "cs-k7pw3m.q4xzt@lab.invalid" in text and "k7pw-m3rt-q9zx" in text
     assert settings.CODER_URL in text
 
 
@@ -102,16 +103,16 @@ def test_resend_text_says_it_is_a_new_password(account):
 def test_session_override_is_used_for_credentials_and_resend(account):
     account.session.credentials_message = "Lab 3! Log in at {url} as {email} / {password}."
     assert texts.credentials_text(account, "pw-1") == (
-        "Lab 3! Log in at https://coder.example.edu as cs-k7pw3m@lab.invalid / pw-1."
+        "Lab 3! Log in at https://coder.example.edu as cs-k7pw3m.q4xzt@lab.invalid / pw-1."
     )
-    assert texts.resend_text(account, "pw-2").endswith("cs-k7pw3m@lab.invalid / pw-2.")
+    assert texts.resend_text(account, "pw-2").endswith("cs-k7pw3m.q4xzt@lab.invalid / pw-2.")
 
 
 def test_a_stored_override_without_email_is_never_sent(account):
     # Written before Coder's email login was understood: a student could not log in with it.
     account.session.credentials_message = "Log in at {url} as {username} / {password}."
     text = texts.credentials_text(account, "pw-1")
-    assert text.startswith("Your Coder account is ready.") and "Email: cs-k7pw3m@" in text
+    assert text.startswith("Your Coder account is ready.") and "Email: cs-k7pw3m.q4xzt@" in text
 
 
 def test_an_invalid_stored_override_falls_back_to_the_default(account):

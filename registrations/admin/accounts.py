@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from registrations import deletion, provisioning
+from registrations import deletion, provisioning, zones
 from registrations.admin.common import safe_next, scoped_object
 from registrations.admin.roster import still_in_coder
 from registrations.admin.scoping import ScopedAdmin
@@ -31,45 +34,57 @@ from registrations.phones import normalize_phone
 logger = logging.getLogger(__name__)
 
 GONE_OR_GOING = (*DELETION_STATUSES, AccountStatus.DELETED)
+# Flash messages name at most this many students, then say how many more.
+NAMED_AT_MOST = 5
 
-ACCOUNT_FIELDS = (
-    (None, {"fields": ("session", "masked_phone", "source", "status", "expires_at")}),
-    ("Coder", {"fields": ("coder_username", "coder_user_id", "coder_last_seen_at")}),
+
+def named(account: Account) -> str:
+    """"cs-k7pw3m (+•••••••••23)": who an action is about, as the roster shows them."""
+    return f"{account} ({account.masked_phone})"
+
+
+def names(accounts: list[Account]) -> str:
+    shown = ", ".join(named(a) for a in accounts[:NAMED_AT_MOST])
+    if len(accounts) > NAMED_AT_MOST:
+        shown += f" and {len(accounts) - NAMED_AT_MOST} more"
+    return shown
+
+
+# The account page's sections: (title, fields). Every field is read-only.
+ACCOUNT_SECTIONS: tuple[tuple[str | None, tuple[str, ...]], ...] = (
+    (None, ("session", "masked_phone", "source", "status", "expires_at")),
+    ("Coder", ("coder_username", "coder_user_id", "coder_last_seen_at")),
     (
         "Progress",
-        {
-            "fields": (
-                "attempts",
-                "next_attempt_at",
-                "last_error",
-                "resend_count",
-                "deletion_reason",
-                "workspace_delete_failures",
-            )
-        },
+        (
+            "attempts",
+            "next_attempt_at",
+            "last_error",
+            "resend_count",
+            "deletion_reason",
+            "workspace_delete_failures",
+        ),
     ),
     (
         "Timeline",
-        {
-            "fields": (
-                "created_at",
-                "status_changed_at",
-                "provisioned_at",
-                "credentials_sent_at",
-                "last_resent_at",
-                "warned_at",
-                "deletion_requested_at",
-                "suspended_at",
-                "deleted_at",
-                "purged_at",
-            )
-        },
+        (
+            "created_at",
+            "status_changed_at",
+            "provisioned_at",
+            "credentials_sent_at",
+            "last_resent_at",
+            "warned_at",
+            "deletion_requested_at",
+            "suspended_at",
+            "deleted_at",
+            "purged_at",
+        ),
     ),
 )
 
 
 @admin.register(Account)
-class AccountAdmin(ScopedAdmin):
+class AccountAdmin(ScopedAdmin[Account]):
     classroom_paths = ("session__classroom",)
     list_display = (
         "__str__",
@@ -77,16 +92,16 @@ class AccountAdmin(ScopedAdmin):
         "session",
         "status",
         "delivery",
-        "coder_last_seen_at",
-        "created_at",
+        "last_seen",
+        "joined",
         "short_error",
     )
     list_filter = ("status", "source", ("session", admin.RelatedOnlyFieldListFilter))
     search_fields = ("coder_username",)
     search_help_text = "Search by Coder username, or by a full phone number."
     list_select_related = ("session__classroom",)
-    fieldsets = ACCOUNT_FIELDS
-    readonly_fields = [field for _, opts in ACCOUNT_FIELDS for field in opts["fields"]]
+    fieldsets = [(title, {"fields": fields}) for title, fields in ACCOUNT_SECTIONS]
+    readonly_fields = [field for _, fields in ACCOUNT_SECTIONS for field in fields]
     actions = ["revoke_accounts", "resend_credentials", "retry_provisioning", "orphan_workspaces"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Account]:
@@ -104,6 +119,15 @@ class AccountAdmin(ScopedAdmin):
     def delivery(self, obj: Account) -> str:
         status = getattr(obj, "sms_status", None)
         return OutboundStatus(status).label if status else "—"
+
+    # Times in the account's session zone, naming it: the list may mix sessions and zones.
+    @admin.display(description="last seen in Coder", ordering="coder_last_seen_at")
+    def last_seen(self, obj: Account) -> str:
+        return zones.in_zone(obj.coder_last_seen_at, obj.session.time_zone)
+
+    @admin.display(description="joined", ordering="created_at")
+    def joined(self, obj: Account) -> str:
+        return zones.in_zone(obj.created_at, obj.session.time_zone)
 
     @admin.display(description="error")
     def short_error(self, obj: Account) -> str:
@@ -133,7 +157,9 @@ class AccountAdmin(ScopedAdmin):
         # Orphaning leaves the workspace's infrastructure behind: superusers only.
         return request.user.is_superuser
 
-    def get_actions(self, request: HttpRequest) -> dict:
+    def get_actions(
+        self, request: HttpRequest
+    ) -> dict[str, tuple[Callable[..., str], str, str] | None]:
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
@@ -142,13 +168,21 @@ class AccountAdmin(ScopedAdmin):
         return reverse("admin:registrations_account_change", args=[account.pk])
 
     def revoke(self, request: HttpRequest, accounts: list[Account]) -> str:
-        """Send the accounts to the deletion pipeline; say how many started."""
+        """Send the accounts to the deletion pipeline; say how many started (and whom)."""
+        # Named before: a deletion that completes at once purges the phone number.
+        who = named(accounts[0]) if accounts else ""
         started = 0
         for account in accounts:
             if deletion.request_deletion(account, DeletionReason.REVOKED):
                 started += 1
                 self.log_change(request, account, "Revoked: deletion from Coder started.")
-        text = f"Revoked {counted(started, 'account')}: being deleted from Coder now."
+        if len(accounts) == 1 and started:
+            text = (
+                f"Revoked {who}: being deleted from Coder now; they get an SMS "
+                "saying so."
+            )
+        else:
+            text = f"Revoked {counted(started, 'account')}: being deleted from Coder now."
         if skipped := len(accounts) - started:
             text += f" {counted(skipped, 'account')} already being deleted or gone."
         return text
@@ -178,21 +212,63 @@ class AccountAdmin(ScopedAdmin):
         return TemplateResponse(request, "registrations/confirm_revoke.html", context)
 
     @admin.action(description="Resend credentials (new password) by SMS", permissions=["change"])
-    def resend_credentials(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
-        self.message_user(request, self.resend(request, list(queryset)), messages.SUCCESS)
+    def resend_credentials(self, request: HttpRequest, queryset: QuerySet[Account]) -> Any:
+        accounts = list(queryset.select_related("session"))
+        if request.POST.get("confirm") == "yes":
+            self.message_user(request, self.resend(request, accounts), messages.SUCCESS)
+            return None
+        return self.resend_confirmation(request, accounts, bulk=True)
+
+    def resend_confirmation(
+        self, request: HttpRequest, accounts: list[Account], *, bulk: bool, next_url: str = ""
+    ) -> TemplateResponse:
+        """Say whose password changes and that the old one stops working, before it does."""
+        active = [a for a in accounts if a.status == AccountStatus.ACTIVE]
+        if len(accounts) == 1:
+            title = f"Send {accounts[0]} a new password?"
+        else:
+            title = f"Send {counted(len(active), 'student')} a new password?"
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            "accounts": accounts,
+            "active": active,
+            "skipped": [a for a in accounts if a.status != AccountStatus.ACTIVE],
+            "bulk_action": "resend_credentials" if bulk else "",
+            "next": next_url,
+        }
+        return TemplateResponse(request, "registrations/confirm_resend.html", context)
 
     def resend(self, request: HttpRequest, accounts: list[Account]) -> str:
+        """Set and text a new password for each active account; say whose, by name."""
         active = [a for a in accounts if a.status == AccountStatus.ACTIVE]
-        sent = 0
+        sent, refused = [], []
         for account in active:
             if provisioning.request_resend(account, by_admin=True):
-                sent += 1
+                sent.append(account)
                 self.log_change(request, account, "Resent credentials with a new password.")
-        text = f"Resending credentials to {counted(sent, 'account')}."
-        if limited := len(active) - sent:
-            text += f" {counted(limited, 'account')} rate-limited: try again later."
-        if inactive := len(accounts) - len(active):
-            text += f" {counted(inactive, 'account')} skipped (not active)."
+            else:
+                refused.append(account)
+        if len(accounts) == 1 and sent:
+            text = (
+                f"Sending {named(sent[0])} a new password by SMS: their old password stops "
+                "working as soon as Coder has the new one."
+            )
+        elif sent:
+            text = (
+                f"Sending {counted(len(sent), 'student')} a new password by SMS "
+                f"({names(sent)}): their old passwords stop working."
+            )
+        else:
+            text = "No new password was sent."
+        if refused:
+            text += (
+                f" Not sent to {names(refused)}: the phone opted out (texted STOP) or the "
+                "account is being deleted."
+            )
+        if inactive := [a for a in accounts if a.status != AccountStatus.ACTIVE]:
+            text += f" {counted(len(inactive), 'account')} skipped (not active): {names(inactive)}."
         return text
 
     @admin.action(description="Retry failed provisioning", permissions=["change"])
@@ -226,6 +302,22 @@ class AccountAdmin(ScopedAdmin):
             text += f" {counted(skipped, 'account')} skipped (no stuck workspace deletion)."
         self.message_user(request, text, messages.SUCCESS)
 
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Show the account's times in its session's zone (each names that zone)."""
+        account = self.get_object(request, unquote(object_id)) if object_id else None
+        zone = zones.zone_named(account.session.time_zone if account else None)
+        with timezone.override(zone):
+            response = super().changeform_view(request, object_id, form_url, extra_context)
+            if isinstance(response, TemplateResponse):
+                response.render()
+        return response
+
     def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         account = scoped_object(self, request, object_id, "change")
         next_url = safe_next(request, self.change_url(account))
@@ -235,9 +327,13 @@ class AccountAdmin(ScopedAdmin):
         return self.revoke_confirmation(request, [account], bulk=False, next_url=next_url)
 
     def resend_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Confirm (naming the student), then set and text a new password."""
         account = scoped_object(self, request, object_id, "change")
-        messages.success(request, self.resend(request, [account]))
-        return HttpResponseRedirect(safe_next(request, self.change_url(account)))
+        next_url = safe_next(request, self.change_url(account))
+        if request.method == "POST" and request.POST.get("confirm") == "yes":
+            messages.success(request, self.resend(request, [account]))
+            return HttpResponseRedirect(next_url)
+        return self.resend_confirmation(request, [account], bulk=False, next_url=next_url)
 
     def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         account = scoped_object(self, request, object_id, "change")
@@ -264,7 +360,7 @@ class AccountAdmin(ScopedAdmin):
         }
         return TemplateResponse(request, "registrations/reveal_phone.html", context)
 
-    def get_urls(self) -> list:
+    def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
 
         def post_only(view: Any) -> Any:
@@ -278,7 +374,7 @@ class AccountAdmin(ScopedAdmin):
             ),
             path(
                 "<path:object_id>/resend/",
-                post_only(self.resend_view),
+                wrap(self.resend_view),
                 name="registrations_account_resend",
             ),
             path(
@@ -295,7 +391,7 @@ class AccountAdmin(ScopedAdmin):
         ]
 
     def render_change_form(
-        self, request: HttpRequest, context: dict, *args: Any, **kwargs: Any
+        self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
     ) -> HttpResponse:
         obj = context.get("original")
         context["can_act"] = obj is not None and self.has_change_permission(request, obj)

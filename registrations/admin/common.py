@@ -5,20 +5,20 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import Model
 from django.http import Http404, HttpRequest
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from registrations import probes
+from registrations.admin.scoping import ModelT
 from registrations.checks import missing_coder_settings, missing_twilio_settings
 from registrations.health import is_stale, probe_results
 from registrations.models import IntegrationStatus
 
 
 def scoped_object(
-    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, need: str = "view"
-) -> Model:
+    model_admin: admin.ModelAdmin[ModelT], request: HttpRequest, object_id: str, need: str = "view"
+) -> ModelT:
     """Fetch an object through the admin's scoped queryset and check a permission on it.
 
     Objects outside the user's classrooms are 404 (not 403), so their existence is not revealed.

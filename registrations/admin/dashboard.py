@@ -5,11 +5,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Q, QuerySet
 
-from registrations.admin.scoping import accounts_for, inbound_for, outbound_for, sessions_for
+from registrations.admin.scoping import (
+    AnyUser,
+    accounts_for,
+    inbound_for,
+    outbound_for,
+    sessions_for,
+)
 from registrations.models import (
     Account,
     AccountStatus,
@@ -120,7 +126,7 @@ def axis_ticks(maximum: int, step: int, *, horizontal: bool = False) -> list[Tic
     return ticks
 
 
-def abuse_signals(user: AbstractBaseUser | AnonymousUser) -> QuerySet[InboundMessage]:
+def abuse_signals(user: AnyUser) -> QuerySet[InboundMessage]:
     """Return the user's texts plus those that matched no session (counted, never listed)."""
     # A guessed or throttled text names no session, so it belongs to no classroom; but it
     # reached the number every instructor's students text, so each of them should see the count.
@@ -128,7 +134,7 @@ def abuse_signals(user: AbstractBaseUser | AnonymousUser) -> QuerySet[InboundMes
     return inbound_for(user) | unmatched
 
 
-def dashboard_figures(user: AbstractBaseUser | AnonymousUser, now: datetime) -> dict:
+def dashboard_figures(user: AnyUser, now: datetime) -> dict[str, Any]:
     """Gather what the dashboard shows for the sessions this user may see."""
     sessions = sessions_for(user).select_related("classroom")
     open_now = sessions.filter(

@@ -5,12 +5,12 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from registrations.admin.scoping import MESSAGE_PATHS, ScopedAdmin
+from registrations.admin.scoping import MESSAGE_PATHS, ModelT, ScopedAdmin
 from registrations.models import Heartbeat, InboundMessage, OptOut, OutboundMessage, UsageStat
 from registrations.phones import mask_phone
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(admin.ModelAdmin[ModelT]):
     """Logs are written by the app only: nobody adds, edits or deletes them here."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -30,7 +30,9 @@ class MaskedPhoneMixin:
 
 
 @admin.register(InboundMessage)
-class InboundMessageAdmin(MaskedPhoneMixin, ReadOnlyAdmin, ScopedAdmin):
+class InboundMessageAdmin(
+    MaskedPhoneMixin, ReadOnlyAdmin[InboundMessage], ScopedAdmin[InboundMessage]
+):
     classroom_paths = MESSAGE_PATHS
     list_display = ("received_at", "masked_phone", "body", "outcome", "session", "account")
     list_filter = ("outcome", ("session", admin.RelatedOnlyFieldListFilter))
@@ -51,7 +53,9 @@ class InboundMessageAdmin(MaskedPhoneMixin, ReadOnlyAdmin, ScopedAdmin):
 
 
 @admin.register(OutboundMessage)
-class OutboundMessageAdmin(MaskedPhoneMixin, ReadOnlyAdmin, ScopedAdmin):
+class OutboundMessageAdmin(
+    MaskedPhoneMixin, ReadOnlyAdmin[OutboundMessage], ScopedAdmin[OutboundMessage]
+):
     classroom_paths = MESSAGE_PATHS
     list_display = (
         "created_at",
@@ -86,19 +90,19 @@ class OutboundMessageAdmin(MaskedPhoneMixin, ReadOnlyAdmin, ScopedAdmin):
 
 
 @admin.register(OptOut)
-class OptOutAdmin(MaskedPhoneMixin, ReadOnlyAdmin):
+class OptOutAdmin(MaskedPhoneMixin, ReadOnlyAdmin[OptOut]):
     list_display = ("masked_phone", "created_at")
     fields = ("masked_phone", "created_at")
     readonly_fields = fields
 
 
 @admin.register(UsageStat)
-class UsageStatAdmin(ReadOnlyAdmin):
+class UsageStatAdmin(ReadOnlyAdmin[UsageStat]):
     list_display = ("day", "metric", "count", "session")
     list_filter = ("metric",)
     date_hierarchy = "day"
 
 
 @admin.register(Heartbeat)
-class HeartbeatAdmin(ReadOnlyAdmin):
+class HeartbeatAdmin(ReadOnlyAdmin[Heartbeat]):
     list_display = ("name", "beat_at")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django_stubs_ext import WithAnnotations
 
 from registrations.models import (
     DELETION_STATUSES,
@@ -20,7 +22,14 @@ from registrations.models import (
 TURNED_AWAY_OUTCOMES = (InboundOutcome.NOT_OPEN, InboundOutcome.CLOSED, InboundOutcome.FULL)
 
 
-def roster(session: Session) -> QuerySet[Account]:
+class LatestSms(TypedDict):
+    """What roster() annotates each account with: its latest SMS (None when it has none)."""
+
+    sms_status: str | None
+    sms_error_code: int | None
+
+
+def roster(session: Session) -> QuerySet[WithAnnotations[Account, LatestSms]]:
     """Return the session's accounts, newest first, with their latest SMS delivery status."""
     latest = OutboundMessage.objects.filter(account=OuterRef("pk")).order_by("-created_at", "-pk")
     return (

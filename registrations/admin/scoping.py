@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib import admin
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest
 
@@ -14,8 +14,12 @@ from registrations.models import Account, Classroom, InboundMessage, OutboundMes
 # Messages reach a classroom through their session or, when that is unset, their account.
 MESSAGE_PATHS = ("session__classroom", "account__session__classroom")
 
+ModelT = TypeVar("ModelT", bound=Model)
+# Who is asking: request.user, as django-stubs types it for the default user model.
+AnyUser = User | AnonymousUser
 
-def classrooms_for(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Classroom]:
+
+def classrooms_for(user: AnyUser) -> QuerySet[Classroom]:
     """Return the classrooms a user may see: all for superusers, else owned or co-taught ones."""
     if user.is_superuser:
         return Classroom.objects.all()
@@ -27,8 +31,8 @@ def classrooms_for(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Classroom
 
 
 def scope_queryset(
-    queryset: QuerySet, user: AbstractBaseUser | AnonymousUser, paths: tuple[str, ...]
-) -> QuerySet:
+    queryset: QuerySet[ModelT], user: AnyUser, paths: tuple[str, ...]
+) -> QuerySet[ModelT]:
     """Keep the rows reachable from one of the user's classrooms through any of `paths`."""
     if user.is_superuser:
         return queryset
@@ -39,19 +43,19 @@ def scope_queryset(
     return queryset.filter(condition)
 
 
-def sessions_for(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Session]:
+def sessions_for(user: AnyUser) -> QuerySet[Session]:
     return scope_queryset(Session.objects.all(), user, ("classroom",))
 
 
-def accounts_for(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Account]:
+def accounts_for(user: AnyUser) -> QuerySet[Account]:
     return scope_queryset(Account.objects.all(), user, ("session__classroom",))
 
 
-def inbound_for(user: AbstractBaseUser | AnonymousUser) -> QuerySet[InboundMessage]:
+def inbound_for(user: AnyUser) -> QuerySet[InboundMessage]:
     return scope_queryset(InboundMessage.objects.all(), user, MESSAGE_PATHS)
 
 
-def outbound_for(user: AbstractBaseUser | AnonymousUser) -> QuerySet[OutboundMessage]:
+def outbound_for(user: AnyUser) -> QuerySet[OutboundMessage]:
     return scope_queryset(OutboundMessage.objects.all(), user, MESSAGE_PATHS)
 
 
@@ -59,28 +63,28 @@ def outbound_for(user: AbstractBaseUser | AnonymousUser) -> QuerySet[OutboundMes
 SCOPED_CHOICES = {Classroom: classrooms_for, Session: sessions_for, Account: accounts_for}
 
 
-class ScopedAdmin(admin.ModelAdmin):
+class ScopedAdmin(admin.ModelAdmin[ModelT]):
     """A ModelAdmin whose rows, object permissions and foreign-key choices follow the user's
     classrooms. `classroom_paths` are the lookups from this model to its Classroom."""
 
     classroom_paths: tuple[str, ...] = ()
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ModelT]:
         return scope_queryset(super().get_queryset(request), request.user, self.classroom_paths)
 
-    def in_scope(self, request: HttpRequest, obj: Model | None) -> bool:
+    def in_scope(self, request: HttpRequest, obj: ModelT | None) -> bool:
         """Say whether the object (None: the model in general) is one of the user's."""
         if obj is None or request.user.is_superuser:
             return True
         return self.get_queryset(request).filter(pk=obj.pk).exists()
 
-    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+    def has_view_permission(self, request: HttpRequest, obj: ModelT | None = None) -> bool:
         return super().has_view_permission(request, obj) and self.in_scope(request, obj)
 
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: ModelT | None = None) -> bool:
         return super().has_change_permission(request, obj) and self.in_scope(request, obj)
 
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: ModelT | None = None) -> bool:
         return super().has_delete_permission(request, obj) and self.in_scope(request, obj)
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:

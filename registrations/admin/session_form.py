@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-import zoneinfo
+from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.utils.html import format_html
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from registrations import coder, session_lifecycle
 from registrations.checks import missing_coder_settings
 from registrations.models import Session
+from registrations.zones import canonical_zones, utc_offset, zone_named
 
 logger = logging.getLogger(__name__)
 
 
-class SessionForm(forms.ModelForm):
+class SessionForm(forms.ModelForm[Session]):
     class Meta:
         model = Session
         fields = [
@@ -45,21 +47,58 @@ class SessionForm(forms.ModelForm):
         }
 
 
-@functools.cache
-def time_zone_choices() -> list[tuple[str, str]]:
-    return [(name, name) for name in sorted(zoneinfo.available_timezones())]
+ZONE_LIST_ID = "time-zone-list"
+
+
+class ZoneInput(forms.TextInput):
+    """A text box that suggests the canonical zones as one types ("new_y", "paris", "EST").
+
+    A datalist instead of a <select> of ~420 names: the browser filters it by what is typed,
+    on the zone's name and on its label (current offset and abbreviation).
+    """
+
+    def __init__(self, zones: tuple[str, ...], attrs: dict[str, Any] | None = None) -> None:
+        base = {"list": ZONE_LIST_ID, "autocomplete": "off", "spellcheck": "false", "size": 34}
+        super().__init__({**base, **(attrs or {})})
+        self.zones = zones
+
+    def render(
+        self,
+        name: str,
+        value: Any,
+        attrs: dict[str, Any] | None = None,
+        renderer: Any = None,
+    ) -> SafeString:
+        box = super().render(name, value, attrs, renderer)
+        now = timezone.now()
+        options = format_html_join(
+            "",
+            '<option value="{}">{} {}</option>',
+            (
+                (zone, utc_offset(now, zone_named(zone)), now.astimezone(zone_named(zone)).tzname())
+                for zone in self.zones
+            ),
+        )
+        return box + format_html('<datalist id="{}">{}</datalist>', ZONE_LIST_ID, options)
 
 
 def time_zone_field(current: str) -> forms.ChoiceField:
-    """A choice of IANA time zones (keeping an unknown stored value selectable)."""
-    choices = time_zone_choices()
-    if current and (current, current) not in choices:
-        choices = [(current, current), *choices]
+    """The canonical IANA zones, typed with suggestions (an unknown stored value stays valid)."""
+    zones = canonical_zones()
+    extra = [name for name in (current, settings.TIME_ZONE) if name and name not in zones]
+    zones = (*dict.fromkeys(extra), *zones)
     return forms.ChoiceField(
-        choices=choices,
+        choices=[(name, name) for name in zones],
         initial=settings.TIME_ZONE,
         label="Time zone",
-        help_text="Times in SMS are shown in this zone.",
+        widget=ZoneInput(zones),
+        error_messages={
+            "invalid_choice": "“%(value)s” is not a time zone. Type a city or region, e.g. "
+            "America/New_York or Europe/Paris, and pick it from the list."
+        },
+        help_text="The session's times below are entered and shown in this zone, and so are "
+        "the times in students' SMS. Type a city or region (e.g. “New_York”, “Paris”) and "
+        "pick it from the list.",
     )
 
 

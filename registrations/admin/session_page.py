@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.conf import settings
@@ -11,16 +11,16 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.formats import date_format
 from django.views.decorators.http import require_POST
 
-from registrations import enrollment, session_lifecycle, sms, texts
+from registrations import enrollment, expiry_notice, session_lifecycle, sms, texts, zones
+from registrations.admin import page_state
 from registrations.admin.common import integration_notes, integration_warnings, scoped_object
 from registrations.admin.dashboard import dashboard_figures
 from registrations.admin.joincard import join_card
-from registrations.admin.preview import PREVIEW_KINDS, preview_message
+from registrations.admin.preview import PREVIEW_KINDS, preview_message, typed_moment
 from registrations.admin.roster import accounts_to_delete, roster_rows, session_counts
 from registrations.models import (
     AccountSource,
@@ -37,6 +37,14 @@ from registrations.session_lifecycle import (
     validation_text,
 )
 
+if TYPE_CHECKING:
+    from registrations.admin.scoping import ScopedAdmin
+
+    # The mixin is checked as the admin it is mixed into; at run time it is a plain class.
+    _SessionAdminBase = ScopedAdmin[Session]
+else:
+    _SessionAdminBase = object
+
 MAX_INVITES = 500
 MAX_EXTEND_MINUTES = 7 * 24 * 60
 _SEPARATORS = re.compile(r"[\n,;]+")
@@ -47,12 +55,24 @@ def counted(count: int, singular: str, plural: str | None = None) -> str:
     return f"{count} {singular if count == 1 else (plural or singular + 's')}"
 
 
-def local_time(moment: Any) -> str:
-    return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+def session_time(session: Session, moment: Any) -> str:
+    """A time as the session's students read it: in its zone, naming the zone."""
+    return zones.in_zone(moment, session.time_zone)
+
+
+def in_session_zone(response: HttpResponse, session: Session) -> HttpResponse:
+    """Render a page about one session in the session's zone, so every time on it is the one
+    its students read (and names that zone)."""
+    if isinstance(response, TemplateResponse) and not response.is_rendered:
+        with timezone.override(zones.zone_named(session.time_zone)):
+            response.render()
+    return response
 
 
 class ExtendForm(forms.Form):
     minutes = forms.IntegerField(min_value=1, max_value=MAX_EXTEND_MINUTES, initial=30)
+    # Unticked checkboxes are not posted: a POST without it texts nobody.
+    notify = forms.BooleanField(required=False, initial=True)
 
 
 class InviteForm(forms.Form):
@@ -83,13 +103,15 @@ class TestMessageForm(forms.Form):
         return phone
 
 
-class SessionPageMixin:
+class SessionPageMixin(_SessionAdminBase):
     """Views of the session page; mixed into SessionAdmin (a ScopedAdmin)."""
 
     def page_url(self, session: Session) -> str:
         return reverse("admin:registrations_session_page", args=[session.pk])
 
-    def page_context(self, request: HttpRequest, session: Session, **extra: Any) -> dict:
+    def page_context(
+        self, request: HttpRequest, session: Session, **extra: Any
+    ) -> dict[str, Any]:
         return {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -101,29 +123,47 @@ class SessionPageMixin:
 
     def session_page(self, request: HttpRequest, object_id: str) -> HttpResponse:
         session = scoped_object(self, request, object_id, "view")
+        live = self.roster_context(session)
+        joinable = live["page_state"] in page_state.JOINABLE
         context = self.page_context(
             request,
             session,
-            card=join_card(session),
+            card=join_card(session) if joinable else None,
+            joinable=joinable,
+            running=live["page_state"] in page_state.RUNNING,
             coder_url=settings.CODER_URL,
+            warning_at=page_state.warning_at(session),
             warnings=integration_warnings(),
-            **self.roster_context(session),
+            **live,
         )
-        return TemplateResponse(request, "registrations/session_page.html", context)
+        return in_session_zone(
+            TemplateResponse(request, "registrations/session_page.html", context), session
+        )
 
-    def roster_context(self, session: Session) -> dict:
+    def roster_context(self, session: Session) -> dict[str, Any]:
+        """What the live part of the page shows; its state tells the page when to reload."""
+        now = timezone.now()
+        state = page_state.page_state(session, now)
         return {
-            "state": session.state,
+            "state": session.state_at(now),
+            "page_state": state,
             "counts": session_counts(session),
             "rows": roster_rows(session),
-            "updated_at": timezone.now(),
+            "progress": page_state.deletion_progress(session, now)
+            if state == page_state.ENDING
+            else None,
+            "summary": page_state.session_summary(session) if state == page_state.DELETED else None,
+            "retention_days": settings.RETENTION_DAYS,
+            "updated_at": now,
         }
 
     def roster_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The roster and counts alone, fetched every few seconds by the session page."""
         session = scoped_object(self, request, object_id, "view")
         context = self.page_context(request, session, **self.roster_context(session))
-        return TemplateResponse(request, "registrations/_roster.html", context)
+        return in_session_zone(
+            TemplateResponse(request, "registrations/_roster.html", context), session
+        )
 
     def enrollment_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         session = scoped_object(self, request, object_id, "change")
@@ -131,7 +171,10 @@ class SessionPageMixin:
         try:
             if action == "open":
                 open_enrollment_now(session)
-                text = f"Enrollment in “{session}” is open until {local_time(session.closes_at)}."
+                text = (
+                    f"Enrollment in “{session}” is open until "
+                    f"{session_time(session, session.closes_at)}."
+                )
             elif action == "close":
                 close_enrollment_now(session)
                 text = f"Enrollment in “{session}” is closed."
@@ -154,10 +197,14 @@ class SessionPageMixin:
                 request, f"Extend by 1 to {MAX_EXTEND_MINUTES} minutes (a whole number)."
             )
         else:
-            self.extend(request, session, form.cleaned_data["minutes"])
+            self.extend(
+                request, session, form.cleaned_data["minutes"], form.cleaned_data["notify"]
+            )
         return HttpResponseRedirect(self.page_url(session))
 
-    def extend(self, request: HttpRequest, session: Session, minutes: int) -> None:
+    def extend(self, request: HttpRequest, session: Session, minutes: int, notify: bool) -> None:
+        """Extend, then (when asked) text every student the new expiry: the one in their
+        credentials SMS is no longer true."""
         try:
             session_lifecycle.extend_session(session, minutes)
         except ValidationError as exc:
@@ -166,8 +213,13 @@ class SessionPageMixin:
         session.refresh_from_db()
         text = (
             f"Extended “{session}” by {counted(minutes, 'minute')}: accounts now expire "
-            f"at {local_time(session.expires_at)}."
+            f"at {session_time(session, session.expires_at)}."
         )
+        if notify:
+            texted = expiry_notice.notify_new_expiry(session)
+            text += f" Texting the new expiry to {counted(texted, 'student')}."
+        else:
+            text += " Students were not texted: their SMS still show the old expiry."
         self.log_change(request, session, text)
         messages.success(request, text)
 
@@ -294,15 +346,19 @@ class SessionPageMixin:
         except ValueError:
             warn_minutes = 10
         warn_minutes = min(max(warn_minutes, 1), MAX_EXTEND_MINUTES)
+        time_zone = request.POST.get("time_zone", "")[:64]
+        # The expiry as typed in the form (date and time boxes), read in the form's zone.
+        expires_at = typed_moment(
+            request.POST.get("expires_at_0", "")[:32],
+            request.POST.get("expires_at_1", "")[:32],
+            time_zone,
+        )
         preview = preview_message(
-            kind,
-            request.POST.get("text", "")[:2000],
-            request.POST.get("time_zone", ""),
-            warn_minutes,
+            kind, request.POST.get("text", "")[:2000], time_zone, warn_minutes, expires_at
         )
         return JsonResponse(preview)
 
-    def page_urls(self) -> list:
+    def page_urls(self) -> list[URLPattern]:
         # admin_view adds the staff login check, CSRF protection and never_cache.
         wrap = self.admin_site.admin_view
         return [

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, TypedDict
 
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django_stubs_ext import StrOrPromise, WithAnnotations
 
-from registrations import session_lifecycle
+from registrations import session_lifecycle, zones
+from registrations.admin.classrooms import THEN_SESSION
 from registrations.admin.common import integration_warnings
 from registrations.admin.roster import accounts_to_delete, still_in_coder
-from registrations.admin.scoping import ScopedAdmin
+from registrations.admin.scoping import ScopedAdmin, classrooms_for
 from registrations.admin.session_form import SessionForm, template_field, time_zone_field
 from registrations.admin.session_page import SessionPageMixin, counted
 from registrations.models import Account, Session, SessionState
@@ -25,19 +32,22 @@ class StateFilter(admin.SimpleListFilter):
     title = "state"
     parameter_name = "state"
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]
+    ) -> Iterable[tuple[str, StrOrPromise]]:
         return SessionState.choices
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Session]) -> QuerySet[Session]:
         now = timezone.now()
         live = Q(ended_at__isnull=True, expires_at__gt=now)
-        conditions = {
+        conditions: dict[str, Q] = {
             SessionState.SCHEDULED: live & Q(opens_at__gt=now),
             SessionState.OPEN: live & Q(opens_at__lte=now, closes_at__gt=now),
             SessionState.CLOSED: live & Q(closes_at__lte=now),
             SessionState.ENDED: ~live,
         }
-        condition = conditions.get(self.value())
+        value = self.value()
+        condition = None if value is None else conditions.get(value)
         return queryset if condition is None else queryset.filter(condition)
 
 
@@ -56,17 +66,23 @@ def live_account_blockers(accounts: QuerySet[Account]) -> list[str]:
     ]
 
 
+class AccountTotal(TypedDict):
+    """What SessionAdmin.get_queryset annotates each session with."""
+
+    account_total: int
+
+
 @admin.register(Session)
-class SessionAdmin(SessionPageMixin, ScopedAdmin):
+class SessionAdmin(SessionPageMixin, ScopedAdmin[Session]):
     classroom_paths = ("classroom",)
     form = SessionForm
     list_display = (
         "phrase",
         "classroom",
         "state_label",
-        "opens_at",
-        "closes_at",
-        "expires_at",
+        "opens",
+        "closes",
+        "expires",
         "joined",
         "page_link",
     )
@@ -79,7 +95,8 @@ class SessionAdmin(SessionPageMixin, ScopedAdmin):
         (
             "When",
             {
-                "fields": ("opens_at", "closes_at", "expires_at", "time_zone", "warn_minutes"),
+                # The zone first: the times below it are typed on that zone's clock.
+                "fields": ("time_zone", "opens_at", "closes_at", "expires_at", "warn_minutes"),
                 "description": "Students can text the phrase between the opening and the close "
                 "of enrollment. Their accounts and workspaces are deleted at expiry; changing "
                 "it here moves every student's, and a time already past ends the session now.",
@@ -108,15 +125,28 @@ class SessionAdmin(SessionPageMixin, ScopedAdmin):
     def state_label(self, obj: Session) -> str:
         return obj.state.label
 
+    # Each row's times in its own session's zone, naming it: a list may mix zones.
+    @admin.display(description="enrollment opens", ordering="opens_at")
+    def opens(self, obj: Session) -> str:
+        return zones.in_zone(obj.opens_at, obj.time_zone)
+
+    @admin.display(description="enrollment closes", ordering="closes_at")
+    def closes(self, obj: Session) -> str:
+        return zones.in_zone(obj.closes_at, obj.time_zone)
+
+    @admin.display(description="accounts expire", ordering="expires_at")
+    def expires(self, obj: Session) -> str:
+        return zones.in_zone(obj.expires_at, obj.time_zone)
+
     @admin.display(description="joined", ordering="account_total")
-    def joined(self, obj: Session) -> str:
+    def joined(self, obj: WithAnnotations[Session, AccountTotal]) -> str:
         return f"{obj.account_total} / {obj.capacity}"
 
     @admin.display(description="")
     def page_link(self, obj: Session) -> str:
         return format_html('<a href="{}">Session page</a>', self.page_url(obj))
 
-    def get_urls(self) -> list:
+    def get_urls(self) -> list[URLPattern]:
         return self.page_urls() + super().get_urls()
 
     def save_model(self, request: HttpRequest, obj: Session, form: Any, change: bool) -> None:
@@ -130,8 +160,14 @@ class SessionAdmin(SessionPageMixin, ScopedAdmin):
             text = f"The new expiry applies to {counted(count, 'account')}."
         messages.info(request, text)
 
-    def get_form(self, request: HttpRequest, obj: Session | None = None, **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, **kwargs)
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: Session | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> type[forms.ModelForm[Session]]:
+        form = super().get_form(request, obj, change, **kwargs)
         if "coder_template" in form.base_fields:
             form.base_fields["coder_template"] = template_field(obj.coder_template if obj else "")
         if "time_zone" in form.base_fields:
@@ -154,15 +190,67 @@ class SessionAdmin(SessionPageMixin, ScopedAdmin):
             initial["classroom"] = classrooms.get().pk
         return initial
 
+    def get_fieldsets(self, request: HttpRequest, obj: Session | None = None) -> Any:
+        """Say above the times which zone they are in (the one the form is shown in)."""
+        note = format_html(
+            '<p class="cs-zone-note">Times are in <strong id="zone-note">{}</strong>, '
+            "the session's time zone, as students' SMS show them.</p>",
+            timezone.get_current_timezone_name(),
+        )
+        fieldsets = []
+        for name, options in super().get_fieldsets(request, obj):
+            if name == "When":
+                description = format_html("{}{}", note, options.get("description", ""))
+                options = {**options, "description": description}
+            fieldsets.append((name, options))
+        return fieldsets
+
+    def form_zone(self, request: HttpRequest, object_id: str | None) -> str:
+        """The zone the form's times are read and shown in: the one chosen in the form, else
+        the session's, else (a new session) TIME_ZONE."""
+        posted = request.POST.get("time_zone", "") if request.method == "POST" else ""
+        if zones.is_zone(posted):
+            return posted
+        if object_id:
+            obj = self.get_object(request, unquote(object_id))
+            if obj is not None and zones.is_zone(obj.time_zone):
+                return str(obj.time_zone)
+        return str(settings.TIME_ZONE)
+
     def changeform_view(
         self,
         request: HttpRequest,
         object_id: str | None = None,
         form_url: str = "",
-        extra_context: dict | None = None,
+        extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         extra_context = {**(extra_context or {}), "integration_warnings": integration_warnings()}
-        return super().changeform_view(request, object_id, form_url, extra_context)
+        # Django reads and shows form times in the current zone: make it the session's, for
+        # reading the posted times as much as for rendering (the "Now" shortcut included).
+        with timezone.override(zones.zone_named(self.form_zone(request, object_id))):
+            response = super().changeform_view(request, object_id, form_url, extra_context)
+            if isinstance(response, TemplateResponse):
+                response.render()
+        return response
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """A first-time instructor has no classroom yet: create it first, then come back."""
+        if (
+            request.method == "GET"
+            and "_popup" not in request.GET
+            and not classrooms_for(request.user).exists()
+            and request.user.has_perm("registrations.add_classroom")
+        ):
+            messages.info(
+                request,
+                "First create your classroom: give it a name (e.g. “CS 101”) and save. "
+                "Its first session comes next.",
+            )
+            url = reverse("admin:registrations_classroom_add")
+            return HttpResponseRedirect(f"{url}?{THEN_SESSION}=session")
+        return super().add_view(request, form_url, extra_context)
 
     def response_add(
         self, request: HttpRequest, obj: Session, post_url_continue: str | None = None
@@ -173,7 +261,9 @@ class SessionAdmin(SessionPageMixin, ScopedAdmin):
         messages.success(request, f"Created “{obj}”. Project this page so students can join.")
         return HttpResponseRedirect(self.page_url(obj))
 
-    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple:
+    def get_deleted_objects(
+        self, objs: Sequence[Session] | QuerySet[Session], request: HttpRequest
+    ) -> tuple[list[str], dict[str, int], set[str], list[str]]:
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
         pks = [obj.pk for obj in objs]
         blockers = live_account_blockers(Account.objects.filter(session__in=pks))

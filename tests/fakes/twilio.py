@@ -5,12 +5,20 @@ It records every message, can fail or reject on demand, and can post signed stat
 the way Twilio does, so end-to-end tests exercise the real signature check.
 
     python -m tests.fakes.twilio --port 7090 --callbacks
+
+For trying the app locally it can also show an inbox (`inbox=True`, on by default when run
+standalone): `GET /inbox` lists every message sent, newest first, as a page that refreshes
+itself, and `GET /inbox.json` as JSON. The inbox is a debugging page of this fake, not part of
+Twilio's API: it sits outside Twilio's /2010-04-01/ routes, needs no credentials, and is never
+recorded in `requests_log`. With `inbox=False` (the default in tests) those paths answer 404
+like any unknown Twilio route, so the fake's API behaviour is the same either way.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import html
 import math
 import random
 import re
@@ -80,6 +88,34 @@ def _twilio_error(status: int, code: int, message: str | None = None) -> FakeRes
     )
 
 
+INBOX_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="3">
+<title>Fake Twilio inbox ({count})</title>
+<style>
+  body {{ font-family: system-ui, sans-serif; margin: 2em; }}
+  table {{ border-collapse: collapse; width: 100%; }}
+  th, td {{ border-bottom: 1px solid #ddd; padding: .4em .6em; text-align: left;
+           vertical-align: top; }}
+  pre {{ margin: 0; white-space: pre-wrap; font-family: ui-monospace, monospace; }}
+  .note {{ color: #555; }}
+</style></head><body>
+<h1>Fake Twilio inbox</h1>
+<p class="note">Every SMS the app sent through this fake Twilio (account {account}), newest
+first; this page refreshes itself. It is a debugging page of the fake, not part of Twilio's
+API. As JSON: <a href="/inbox.json">/inbox.json</a>.</p>
+<table id="inbox"><thead><tr><th>Time (UTC)</th><th>To</th><th>From</th><th>Status</th>
+<th>Message</th></tr></thead><tbody>{rows}</tbody></table>
+</body></html>
+"""
+
+
+def _inbox_row(message: dict[str, Any]) -> str:
+    time_of_day = message["date_created"][11:19]
+    cells = [time_of_day, message["to"], message["from"] or "", message["status"]]
+    escaped = "".join(f"<td>{html.escape(str(cell))}</td>" for cell in cells)
+    return f"<tr>{escaped}<td><pre>{html.escape(message['body'])}</pre></td></tr>"
+
+
 @dataclass(frozen=True)
 class _Callback:
     url: str
@@ -105,8 +141,10 @@ class FakeTwilio(BaseFakeServer):
         deliver_callbacks: bool = False,
         callback_delay: float = 0.0,
         callback_statuses: tuple[str, ...] = ("sent", "delivered"),
+        inbox: bool = False,
     ) -> None:
         super().__init__(host=host, port=port, latency=latency)
+        self.inbox = inbox
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.deliver_callbacks = deliver_callbacks
@@ -216,10 +254,14 @@ class FakeTwilio(BaseFakeServer):
     # HTTP.
 
     def received(self, request: FakeRequest) -> None:
+        if self._is_inbox(request):
+            return  # a person looking at the inbox, not a client of Twilio's API
         with self._lock:
             self._requests.append((request.method, request.path, self._form(request)))
 
     def dispatch(self, request: FakeRequest) -> FakeResponse:
+        if self._is_inbox(request):
+            return self._inbox(request)
         form = self._form(request)
         rule = self.take_failure(request.method, request.path)
         if rule is not None:
@@ -245,6 +287,42 @@ class FakeTwilio(BaseFakeServer):
         if request.method != "POST":
             return _twilio_error(405, 20004, "Method not allowed")
         return self._create(form)
+
+    # The inbox: a debugging page of this fake (see the module docstring), not a Twilio route.
+
+    INBOX_PATHS = ("/", "/inbox", "/inbox.json")
+
+    def _is_inbox(self, request: FakeRequest) -> bool:
+        return self.inbox and request.method in ("GET", "HEAD") and request.path in self.INBOX_PATHS
+
+    def inbox_messages(self) -> list[dict[str, Any]]:
+        """Every message sent, newest first, as the inbox shows them."""
+        return [
+            {
+                "sid": m["sid"],
+                "to": m["to"],
+                "from": m["from"] or m["messaging_service_sid"],
+                "body": m["body"],
+                "status": m["status"],
+                "segments": m["num_segments"],
+                "date_created": m["date_created"].isoformat(),
+            }
+            for m in reversed(self.messages)
+        ]
+
+    def _inbox(self, request: FakeRequest) -> FakeResponse:
+        messages = self.inbox_messages()
+        if request.path == "/inbox.json":
+            return FakeResponse(200, {"messages": messages})
+        if request.path == "/":
+            return FakeResponse(302, None, {"Location": "/inbox"})
+        rows = "".join(_inbox_row(m) for m in messages)
+        page = INBOX_PAGE.format(
+            count=len(messages),
+            rows=rows or '<tr><td colspan="5">Nothing sent yet.</td></tr>',
+            account=html.escape(self.account_sid),
+        )
+        return FakeResponse(200, page.encode(), {"Content-Type": "text/html; charset=utf-8"})
 
     @staticmethod
     def _form(request: FakeRequest) -> dict[str, str]:
@@ -440,6 +518,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
     parser.add_argument("--callbacks", action="store_true", help="post signed status callbacks")
     parser.add_argument("--callback-delay", type=float, default=0.0)
+    parser.add_argument(
+        "--no-inbox", action="store_true", help="do not serve the /inbox debugging page"
+    )
     args = parser.parse_args(argv)
     fake = FakeTwilio(
         args.account_sid,
@@ -449,9 +530,12 @@ def main(argv: list[str] | None = None) -> None:
         latency=args.latency,
         deliver_callbacks=args.callbacks,
         callback_delay=args.callback_delay,
+        inbox=not args.no_inbox,
     )
     fake.start()
     print(f"Fake Twilio listening on {fake.url}", flush=True)
+    if fake.inbox:
+        print(f"Inbox (every SMS sent): {fake.url}/inbox", flush=True)
     print(
         f"TWILIO_API_BASE_URL={fake.url} TWILIO_ACCOUNT_SID={fake.account_sid} "
         f"TWILIO_AUTH_TOKEN={fake.auth_token}",

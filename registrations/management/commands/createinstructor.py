@@ -19,20 +19,27 @@ INSTRUCTORS_GROUP = "Instructors"
 
 class Command(BaseCommand):
     help = (
-        "Create an instructor (a staff user in the Instructors group). Prompts for the password "
-        "when --password is not given; a password on the command line is visible to other "
-        "users of this machine."
+        "Create an instructor (a staff user in the Instructors group). Prompts on a terminal "
+        "for the username and email when not given, and for the password when --password is "
+        "not given; a password on the command line is visible to other users of this machine."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--username", required=True)
-        parser.add_argument("--email", required=True)
+        parser.add_argument("--username", help="Prompted for when not given (on a terminal).")
+        parser.add_argument("--email", help="Prompted for when not given (on a terminal).")
         parser.add_argument("--password", help="Prompted for (twice) when not given.")
 
     def handle(
-        self, *args: Any, username: str, email: str, password: str | None, **options: Any
+        self,
+        *args: Any,
+        username: str | None,
+        email: str | None,
+        password: str | None,
+        **options: Any,
     ) -> None:
         User = get_user_model()
+        username = username or self.prompt("Username", "--username")
+        email = email or self.prompt("Email", "--email")
         self.check_username(User, username)
         try:
             validate_email(email)
@@ -66,6 +73,15 @@ class Command(BaseCommand):
                 f"A user named “{username}” already exists; nothing was changed. "
                 "Choose another username (or change that user in the admin)."
             )
+
+    def prompt(self, label: str, option: str) -> str:
+        """Ask for a value on the terminal (`make instructor` without USERNAME=, say)."""
+        if not sys.stdin.isatty():
+            raise CommandError(f"No {option} given and no terminal to ask for one.")
+        value = input(f"{label}: ").strip()
+        if not value:
+            raise CommandError(f"The {label.lower()} cannot be empty.")
+        return value
 
     def prompt_password(self) -> str:
         """Ask for the password twice on the terminal, as createsuperuser does."""
