@@ -5,6 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 PYTEST_ARGS ?= -m "not drills"
 PORT ?= 8000
+# Ports of the fake Coder and fake Twilio of `make fake-services`.
+CODER_PORT ?= 7080
+TWILIO_PORT ?= 7090
+# A variable given on make's command line (USERNAME=ada), never one inherited from the
+# environment (many shells export USERNAME).
+cli = $(if $(filter command line,$(origin $(1))),$($(1)))
 
 .PHONY: run test venv superuser instructor lint drills bench fake-services clean
 
@@ -40,8 +46,26 @@ superuser: $(STAMP) .env
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py createsuperuser
 
+# An instructor (a staff user in the Instructors group). `make instructor USERNAME=ada
+# EMAIL=ada@example.edu` asks only for the password; add PASSWORD=... to ask nothing.
+instructor: $(STAMP) .env
+	$(BIN)/python manage.py migrate --noinput --verbosity 0
+	$(BIN)/python manage.py createinstructor \
+	    $(if $(call cli,USERNAME),--username '$(call cli,USERNAME)') \
+	    $(if $(call cli,EMAIL),--email '$(call cli,EMAIL)') \
+	    $(if $(call cli,PASSWORD),--password '$(call cli,PASSWORD)')
+
+# Try the app without Twilio or Coder: a fake of each in the foreground (Ctrl-C stops them);
+# prints the settings that point `make run` at them and writes var/fake-services.env.
+fake-services: $(STAMP)
+	$(BIN)/python -m tests.fakes.services --coder-port $(CODER_PORT) \
+	    --twilio-port $(TWILIO_PORT) --app-url http://127.0.0.1:$(PORT)
+
+# ruff, then mypy --strict with django-stubs over registrations/ and classroom_sms/ (the plugin
+# reads the settings, hence a throwaway SECRET_KEY and no .env).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	SECRET_KEY=lint ENV_FILE= $(BIN)/mypy
 
 bench: $(STAMP)
 	bench/run

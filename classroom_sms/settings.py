@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 
+import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+# Let the classes django-stubs types as generic be subscripted at run time too
+# (admin.ModelAdmin[Account], forms.ModelForm[Session]): it only adds __class_getitem__.
+django_stubs_ext.monkeypatch(include_builtins=False)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -29,6 +35,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_TZ = True
+# Display formats that name the zone of every time shown (classroom_sms/formats).
+FORMAT_MODULE_PATH = ["classroom_sms.formats"]
 USE_I18N = True
 LANGUAGE_CODE = "en-us"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -157,6 +165,13 @@ CODER_SESSION_TOKEN = env.str("CODER_SESSION_TOKEN", default="")
 CODER_ORGANIZATION = env.str("CODER_ORGANIZATION", default="")
 CODER_EMAIL_DOMAIN = env.str("CODER_EMAIL_DOMAIN", default="lab.invalid")
 CODER_USERNAME_PREFIX = env.str("CODER_USERNAME_PREFIX", default="cs")
+# This installation's mark in the login email of every Coder user it creates
+# (<username>.<id>@<domain>): reconcile deletes only users carrying it. Deployments sharing one
+# Coder (staging and production, two departments) must each keep a distinct, stable id.
+# Unset: derived from SECRET_KEY (registrations/credentials.py), so set it before rotating the key.
+DEPLOYMENT_ID = env.str("DEPLOYMENT_ID", default="").strip().lower()
+if DEPLOYMENT_ID and not re.fullmatch(r"[a-z0-9]{3,12}", DEPLOYMENT_ID):
+    raise ImproperlyConfigured("DEPLOYMENT_ID must be 3-12 lowercase letters or digits.")
 CODER_TIMEOUT = env.float("CODER_TIMEOUT", default=10.0)
 
 # Behaviour
@@ -165,9 +180,34 @@ LIFETIME_MINUTES_DEFAULT = env.int("LIFETIME_MINUTES_DEFAULT", default=180)
 INBOUND_THROTTLE_COUNT = env.int("INBOUND_THROTTLE_COUNT", default=10)
 INBOUND_THROTTLE_MINUTES = env.int("INBOUND_THROTTLE_MINUTES", default=5)
 RESEND_LIMIT_PER_HOUR = env.int("RESEND_LIMIT_PER_HOUR", default=3)
-PROVISION_MAX_ATTEMPTS = env.int("PROVISION_MAX_ATTEMPTS", default=5)
+# Coder trouble (down, timing out, 5xx, 429) never fails an enrollment early: provisioning is
+# retried, backing off from the base to the cap (short, so all are served minutes after Coder
+# is back), until PROVISION_GIVE_UP_HOURS after the text and never past the account's expiry.
+# A student still waiting after PROVISION_DELAY_NOTICE_SECONDS is texted once that it is
+# delayed. Attempts cut short by a dying worker fail the account after MAX_INTERRUPTIONS.
+PROVISION_GIVE_UP_HOURS = env.float("PROVISION_GIVE_UP_HOURS", default=6.0)
+PROVISION_RETRY_BASE_SECONDS = env.float("PROVISION_RETRY_BASE_SECONDS", default=30.0)
+PROVISION_RETRY_MAX_SECONDS = env.float("PROVISION_RETRY_MAX_SECONDS", default=120.0)
+PROVISION_DELAY_NOTICE_SECONDS = env.int("PROVISION_DELAY_NOTICE_SECONDS", default=300)
+PROVISION_MAX_INTERRUPTIONS = env.int("PROVISION_MAX_INTERRUPTIONS", default=5)
+# A row left in an in-between state this long, by a worker that had no heartbeat, is re-driven.
 STALE_AFTER_SECONDS = env.int("STALE_AFTER_SECONDS", default=180)
+# Worker liveness (registrations/liveness.py): each worker stamps a heartbeat every BEAT
+# seconds (0: off, claims then end by lease only); one silent for DEAD_AFTER seconds (several
+# beats) is dead, and what it held is handed on at once. One worker at a time runs the sweep
+# every SWEEP seconds (0: only the scheduled minute sweep).
+WORKER_BEAT_SECONDS = env.float("WORKER_BEAT_SECONDS", default=3.0)
+WORKER_DEAD_AFTER_SECONDS = env.float("WORKER_DEAD_AFTER_SECONDS", default=15.0)
+WORKER_SWEEP_SECONDS = env.float("WORKER_SWEEP_SECONDS", default=10.0)
 RETENTION_DAYS = env.int("RETENTION_DAYS", default=30)
+# Keyed hashes of seen MessageSids outlive the message log by far: a captured signed request
+# (say, a DONE) replayed after its log row is gone is still refused.
+MESSAGE_SID_RETENTION_DAYS = env.int("MESSAGE_SID_RETENTION_DAYS", default=400)
+# Reconcile refuses (unless `reconcile --force`) a run that would delete more than this many
+# users AND more than this share (percent) of the users it recognises as ours: a wrong
+# DEPLOYMENT_ID, domain or database would otherwise delete live students.
+RECONCILE_MAX_DELETES = env.int("RECONCILE_MAX_DELETES", default=20)
+RECONCILE_MAX_DELETE_PERCENT = env.int("RECONCILE_MAX_DELETE_PERCENT", default=50)
 # Deletion pipeline: accounts each expire/sweep run hands to workers (each costs 2-3 Coder
 # requests, so two runs a minute stay well under Coder's 512 requests/minute), seconds between
 # looks at deleting workspaces, and failed delete builds retried before an admin must "orphan".
@@ -177,6 +217,29 @@ WORKSPACE_DELETE_MAX_FAILURES = env.int("WORKSPACE_DELETE_MAX_FAILURES", default
 # Who hears that an account is ready, failed or deleted (registrations/events.py): dotted
 # paths of notify(event) functions.
 ACCOUNT_NOTIFIERS = env.list("ACCOUNT_NOTIFIERS", default=["registrations.notifiers.log.notify"])
+
+# Error reporting: Sentry, off unless SENTRY_DSN is set. Events are scrubbed of phone numbers,
+# SMS bodies and passwords before they leave the process (registrations/error_reporting.py).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="production")
+SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+# Off by default: a stack frame's locals can hold an SMS body under any name, which no scrubber
+# can recognise by shape (phones, passwords and tokens it can).
+SENTRY_INCLUDE_LOCAL_VARIABLES = env.bool("SENTRY_INCLUDE_LOCAL_VARIABLES", default=False)
+if SENTRY_DSN:
+    from registrations.error_reporting import init_sentry
+
+    init_sentry(
+        SENTRY_DSN,
+        environment=SENTRY_ENVIRONMENT,
+        release=SENTRY_RELEASE,
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+        include_local_variables=SENTRY_INCLUDE_LOCAL_VARIABLES,
+    )
+
+# Metrics: /metrics (Prometheus) answers only requests bearing this token; unset = 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # django-q2
 REDIS_URL = env.str("REDIS_URL", default="")

@@ -1,5 +1,6 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, reverse_lazy
+from django.views.generic import RedirectView
 
 from registrations import views
 
@@ -7,5 +8,13 @@ urlpatterns = [
     path("twilio/sms/", views.sms_webhook, name="twilio-sms"),
     path("twilio/status/", views.status_callback, name="twilio-status"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
+    # There is no public site: the address someone types first leads to the dashboard
+    # (through the admin login).
+    path(
+        "",
+        RedirectView.as_view(url=reverse_lazy("admin:registrations_session_dashboard")),
+        name="home",
+    ),
 ]

@@ -1,4 +1,4 @@
-"""HTTP entry points: Twilio's inbound webhook, its status callback, and /healthz."""
+"""HTTP entry points: Twilio's inbound webhook, its status callback, /healthz and /metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from registrations import inbound, sms
 from registrations.health import health_report
+from registrations.metrics import metrics_token_required, render_metrics
 from registrations.twilio_auth import twilio_signature_required
 
 
@@ -38,3 +39,12 @@ def status_callback(request: HttpRequest) -> HttpResponse:
 def healthz(request: HttpRequest) -> JsonResponse:
     can_serve, report = health_report()
     return JsonResponse(report, status=200 if can_serve else 503)
+
+
+@never_cache
+@metrics_token_required
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus scrape endpoint; the token check comes first, so without it nothing shows."""
+    body, content_type = render_metrics()
+    return HttpResponse(body, content_type=content_type)
