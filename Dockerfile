@@ -28,4 +28,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "scripts/healthcheck"]
 
 # Run migrations once per deploy (e.g. `docker run ... python manage.py migrate`), not per process.
-CMD ["sh", "-c", "gunicorn classroom_sms.wsgi --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY:-3} --threads ${WEB_THREADS:-4} --access-logfile -"]
+# gunicorn.conf.py: an access log without query strings (they may hold phone numbers).
+CMD ["sh", "-c", "gunicorn classroom_sms.wsgi --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY:-3} --threads ${WEB_THREADS:-4} --config gunicorn.conf.py --access-logfile -"]

@@ -55,6 +55,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: it refuses oversized or unexpected bodies (Twilio paths, multipart uploads) from
+    # their headers, before CSRF or a view reads request.POST and spools uploads to disk.
+    "registrations.request_limits.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -140,6 +143,11 @@ X_FRAME_OPTIONS = "DENY"
 # window, then every login for that pair is refused until the window has passed.
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 LOGIN_FAILURE_WINDOW_MINUTES = env.int("LOGIN_FAILURE_WINDOW_MINUTES", default=15)
+# Per username from any address (an IPv6 client counts by its /64): after this many failures
+# within the window, each further attempt waits 2**k seconds after the last failure, up to the
+# cap, even with the right password. Slows guessing from many addresses without a hard lockout.
+LOGIN_USERNAME_FAILURE_LIMIT = env.int("LOGIN_USERNAME_FAILURE_LIMIT", default=10)
+LOGIN_USERNAME_DELAY_MAX_SECONDS = env.int("LOGIN_USERNAME_DELAY_MAX_SECONDS", default=300)
 # Proxies in front of the app that append to X-Forwarded-For (0: use the socket's address).
 NUM_PROXIES = env.int("NUM_PROXIES", default=0)
 
@@ -180,6 +188,14 @@ LIFETIME_MINUTES_DEFAULT = env.int("LIFETIME_MINUTES_DEFAULT", default=180)
 INBOUND_THROTTLE_COUNT = env.int("INBOUND_THROTTLE_COUNT", default=10)
 INBOUND_THROTTLE_MINUTES = env.int("INBOUND_THROTTLE_MINUTES", default=5)
 RESEND_LIMIT_PER_HOUR = env.int("RESEND_LIMIT_PER_HOUR", default=3)
+# Limits on instructor accounts, so a stolen login cannot send SMS abroad or create thousands
+# of Coder users: test messages and invites per instructor in any 24 hours (superusers are
+# exempt), seats per session (everyone), and the countries invites and test messages may go
+# to (ISO region codes; empty: those of our own numbers and PHONE_DEFAULT_REGION).
+INSTRUCTOR_DAILY_TEST_MESSAGES = env.int("INSTRUCTOR_DAILY_TEST_MESSAGES", default=20)
+INSTRUCTOR_DAILY_INVITES = env.int("INSTRUCTOR_DAILY_INVITES", default=200)
+SESSION_MAX_CAPACITY = env.int("SESSION_MAX_CAPACITY", default=500)
+SMS_ALLOWED_COUNTRIES = [c.upper() for c in env.list("SMS_ALLOWED_COUNTRIES", default=[])]
 # Coder trouble (down, timing out, 5xx, 429) never fails an enrollment early: provisioning is
 # retried, backing off from the base to the cap (short, so all are served minutes after Coder
 # is back), until PROVISION_GIVE_UP_HOURS after the text and never past the account's expiry.
@@ -276,10 +292,20 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # Query strings may hold a full phone number (the account search): never logged.
+    "filters": {"no_query_strings": {"()": "registrations.log_filters.DropQueryStrings"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # twilio-python logs every request (URL, headers, phone numbers) at INFO.
         "twilio": {"level": "WARNING"},
+        # runserver logs each request line whole; django.request names paths (a guard only).
+        "django.server": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "filters": ["no_query_strings"],
+            "propagate": False,
+        },
+        "django.request": {"filters": ["no_query_strings"]},
     },
 }

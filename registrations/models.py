@@ -125,6 +125,12 @@ class Session(models.Model):
         problem = phrase_problem(self.phrase or "")
         if problem:
             errors["phrase"] = problem
+        if self.capacity and self.capacity > settings.SESSION_MAX_CAPACITY:
+            # A cap for everyone: each seat may become a Coder user and workspace.
+            errors["capacity"] = (
+                f"At most {settings.SESSION_MAX_CAPACITY} students per session "
+                "(SESSION_MAX_CAPACITY)."
+            )
         if self.opens_at and self.closes_at and self.closes_at <= self.opens_at:
             errors["closes_at"] = "Enrollment must close after it opens."
         if self.closes_at and self.expires_at and self.expires_at < self.closes_at:
@@ -496,6 +502,22 @@ class LoginFailure(models.Model):
 
     def __str__(self) -> str:
         return f"failed login at {self.failed_at:%Y-%m-%d %H:%M:%S}"
+
+
+class LoginThrottle(models.Model):
+    """One username's recent failed logins from any address (registrations.security).
+
+    Its row is also the lock that makes checking and counting one step: every login for the
+    username takes it (select_for_update), so parallel guesses are judged one after another.
+    The key is an HMAC of the username, as in LoginFailure.
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    failures = models.PositiveIntegerField(default=0)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.failures} failed logins"
 
 
 class IntegrationStatus(models.Model):

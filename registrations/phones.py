@@ -27,3 +27,16 @@ def mask_phone(phone: str | None) -> str:
     head = "+" if phone.startswith("+") else ""
     hidden = len(phone) - len(head) - keep
     return head + "•" * hidden + (phone[-keep:] if keep else "")
+
+
+def region_of(phone: str | None) -> str | None:
+    """Return the ISO region code of a number ("US", "CA"), or None when it has none."""
+    if not phone:
+        return None
+    try:
+        parsed = phonenumbers.parse(phone, settings.PHONE_DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        return None
+    region = phonenumbers.region_code_for_number(parsed)
+    # "001" is the code of non-geographic numbers (satellite, international networks).
+    return region if region and region.isalpha() else None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
+from django.test.client import MULTIPART_CONTENT
 from django.utils import timezone
 from django_q.conf import Conf
 from twilio.request_validator import RequestValidator
@@ -19,6 +22,26 @@ TWILIO_TOKEN = "test-twilio-auth-token"
 OUR_NUMBER = "+15005550006"
 PUBLIC_BASE_URL = "https://sms.example.test"
 STUDENT_PHONE = "+14155550123"
+
+
+class TwilioFormClient(Client):
+    """The test client, posting a dict to /twilio/... form-encoded, as Twilio does.
+
+    Django's client posts dicts as multipart, which the webhooks refuse (415) before reading
+    (registrations/request_limits.py); everywhere else it is the plain test client.
+    """
+
+    def post(self, path: str, data: Any = None, content_type: str = MULTIPART_CONTENT,
+             *args: Any, **kwargs: Any) -> Any:
+        if path.startswith("/twilio/") and isinstance(data, Mapping) and \
+                content_type == MULTIPART_CONTENT:
+            data, content_type = urlencode(data, doseq=True), "application/x-www-form-urlencoded"
+        return super().post(path, data, content_type, *args, **kwargs)
+
+
+@pytest.fixture
+def client() -> Client:
+    return TwilioFormClient()
 
 
 def make_instructor(username: str) -> User:

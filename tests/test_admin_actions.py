@@ -216,6 +216,18 @@ def test_end_sessions_action_confirms_then_ends_and_counts(alice, classroom, ope
     assert log_messages(open_session) == ["Ended the session now: 2 accounts to delete."]
 
 
+@pytest.mark.parametrize("confirm", ["", "yes"])
+def test_end_sessions_on_select_all_of_an_empty_filtered_list_says_so(
+    alice, open_session, confirm
+):
+    url = reverse("admin:registrations_session_changelist") + "?q=no-such-session"
+    data = {"action": "end_sessions", "select_across": "1", "index": "0", "confirm": confirm}
+    response = alice.post(url, {**data, "_selected_action": [open_session.pk]})
+    assert response.status_code == 302
+    assert shown(alice.get(response.url)) == ["No sessions match: none were ended."]
+    assert Session.objects.get(pk=open_session.pk).ended_at is None
+
+
 def test_end_now_page_names_the_accounts_to_delete_then_ends(alice, open_session):
     make_account(open_session, coder_username="cs-abcdef", status="active")
     make_account(open_session, "+14155550124", coder_username="cs-ghjkmn", status="active")

@@ -287,3 +287,17 @@ def test_only_superusers_may_reveal_a_phone_and_the_reveal_is_logged(
     assert entry.user == superuser
     assert entry.get_change_message() == "Revealed the phone number."
     assert "0155" not in entry.change_message + entry.object_repr
+
+
+def test_co_instructor_cannot_move_the_owners_session_into_her_classroom(alice, bobs, classroom):
+    from tests.test_session_validation import form_data
+
+    bobs["classroom"].co_instructors.add(classroom.owner)
+    session = bobs["session"]
+    url = reverse("admin:registrations_session_change", args=[session.pk])
+    form = alice.get(url).context["adminform"].form
+    assert "classroom" not in form.fields
+    data = form_data(classroom, "bob secret phrase", start=session.opens_at)
+    response = alice.post(url, data)
+    assert response.status_code == 302
+    assert Session.objects.get(pk=session.pk).classroom == bobs["classroom"]

@@ -16,12 +16,21 @@ from pathlib import Path
 
 import pytest
 from django.contrib import admin
+from django.db import connection
 from django.test import Client
 from django.urls import URLPattern, URLResolver, reverse
 from django.utils import timezone
 
-from registrations.models import Account, AccountStatus, Classroom, LoginFailure, Session
-from tests.conftest import make_account, make_session
+from registrations.models import (
+    Account,
+    AccountStatus,
+    Classroom,
+    LoginFailure,
+    LoginThrottle,
+    Session,
+)
+from registrations.security import client_network, username_wait
+from tests.conftest import at_once, make_account, make_session
 
 pytestmark = pytest.mark.django_db
 
@@ -315,3 +324,86 @@ def test_query_strings_naming_another_instructors_objects_reveal_nothing(
     assert response.status_code in (200, 400, 403, 404)
     content = response.content.decode()
     assert not [secret for secret in BOB_SECRETS if secret in content]
+
+
+@pytest.fixture
+def username_limits(limits):
+    limits.LOGIN_FAILURE_LIMIT = 100  # only the per-username limit in play
+    limits.LOGIN_USERNAME_FAILURE_LIMIT = 3
+    limits.LOGIN_USERNAME_DELAY_MAX_SECONDS = 300
+    return limits
+
+
+def fail_from_many_addresses(client: Client, times: int) -> None:
+    for n in range(times):
+        login(client, "wrong", REMOTE_ADDR=f"198.51.100.{n}")
+
+
+def test_guesses_from_many_addresses_make_the_username_wait(client, instructor, username_limits):
+    fail_from_many_addresses(client, 3)
+
+    response = login(client, "pw", REMOTE_ADDR="203.0.113.50")
+
+    assert not logged_in(response)
+    assert "Too many failed login attempts for this username. Please wait 1 minutes" in \
+        response.content.decode()
+
+
+def test_the_username_delay_doubles_with_each_failure_and_is_capped(
+    client, instructor, username_limits
+):
+    fail_from_many_addresses(client, 3)
+    throttle = LoginThrottle.objects.get()
+    now = timezone.now()
+
+    waits = []
+    for failures in (3, 4, 5, 20):
+        throttle.failures = failures
+        waits.append(round(username_wait(throttle, throttle.last_failure_at)))
+    assert waits == [1, 2, 4, 300]
+    throttle.failures = 5
+    assert username_wait(throttle, now + timedelta(seconds=5)) == 0
+
+
+def test_after_the_delay_the_right_password_gets_in_and_resets_it(
+    client, instructor, username_limits
+):
+    fail_from_many_addresses(client, 3)
+    LoginThrottle.objects.update(last_failure_at=timezone.now() - timedelta(seconds=2))
+
+    assert logged_in(login(client, "pw", REMOTE_ADDR="203.0.113.50"))
+    assert LoginThrottle.objects.get().failures == 0
+
+
+def test_an_ipv6_client_is_counted_by_its_slash_64(client, instructor, limits):
+    for n in range(3):
+        login(client, "wrong", REMOTE_ADDR=f"2001:db8:1:2::{n + 1:x}")
+
+    assert not logged_in(login(client, "pw", REMOTE_ADDR="2001:db8:1:2:ffff::9"))
+    assert logged_in(login(client, "pw", REMOTE_ADDR="2001:db8:1:3::1"))
+
+
+def test_client_networks():
+    assert client_network("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert client_network("::ffff:203.0.113.9") == "203.0.113.9"
+    assert client_network("203.0.113.9") == "203.0.113.9"
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="parallel logins need PostgreSQL (SQLite lets one writer in at a time)",
+)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_parallel_guesses_for_one_username_never_exceed_the_limit(instructor, limits):
+    statuses: list[int] = []
+
+    def guess() -> None:
+        statuses.append(login(Client(), "wrong", REMOTE_ADDR="192.0.2.1").status_code)
+
+    at_once(guess, workers=20)
+
+    assert statuses == [200] * 20
+    # Only failures that were judged are counted; the rest were refused unjudged.
+    assert LoginFailure.objects.count() == 3
+    assert LoginThrottle.objects.get().failures == 3

@@ -7,13 +7,13 @@ import threading
 import pytest
 import responses
 from django.db import connection
-from django.test import Client
 
 from registrations.inbound import twiml
 from registrations.models import Account, AccountStatus, InboundMessage, InboundOutcome
 from tests.conftest import (
     PUBLIC_BASE_URL,
     STUDENT_PHONE,
+    TwilioFormClient,
     make_session,
     queued_tasks,
     sign,
@@ -100,7 +100,7 @@ def _post_concurrently(bodies: list[dict]) -> list[int]:
     def post(params: dict) -> None:
         try:
             barrier.wait()
-            response = Client().post(
+            response = TwilioFormClient().post(
                 "/twilio/sms/", params, HTTP_X_TWILIO_SIGNATURE=sign(url, params)
             )
             statuses.append(response.status_code)

@@ -85,19 +85,19 @@ def test_missing_body_gets_the_polite_reply(post_signed):
     assert InboundMessage.objects.get().outcome == InboundOutcome.WRONG_PHRASE
 
 
-def test_json_body_is_a_bad_request(post_signed):
+def test_json_body_is_unsupported(post_signed):
     body = json.dumps(twilio_params("python lab 3")).encode()
 
     response = post_signed(body, content_type="application/json")
 
-    assert response.status_code == 400
+    assert response.status_code == 415
     assert InboundMessage.objects.count() == 0
 
 
-def test_broken_multipart_body_is_a_bad_request(post_signed):
+def test_multipart_body_is_unsupported(post_signed):
     response = post_signed(b"--x\r\nnonsense", content_type="multipart/form-data; boundary=")
 
-    assert response.status_code == 400
+    assert response.status_code == 415
     assert InboundMessage.objects.count() == 0
 
 
@@ -108,13 +108,13 @@ def test_form_body_declared_in_another_charset_is_a_bad_request(post_signed):
     assert InboundMessage.objects.count() == 0
 
 
-def test_body_over_the_upload_limit_is_a_bad_request(client, twilio_settings, db):
+def test_body_over_the_upload_limit_is_too_large(client, twilio_settings, db):
     twilio_settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
     params = twilio_params("x" * 20_000)
 
     response = client.post("/twilio/sms/", params, HTTP_X_TWILIO_SIGNATURE=sign(URL, params))
 
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert InboundMessage.objects.count() == 0
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from registrations.admin.scoping import MESSAGE_PATHS, ModelT, ScopedAdmin
+from registrations.admin.scoping import MESSAGE_PATHS, FilterOnlyAdmin, ModelT, ScopedAdmin
 from registrations.models import Heartbeat, InboundMessage, OptOut, OutboundMessage, UsageStat
 from registrations.phones import mask_phone
 
 
-class ReadOnlyAdmin(admin.ModelAdmin[ModelT]):
+class ReadOnlyAdmin(FilterOnlyAdmin[ModelT]):
     """Logs are written by the app only: nobody adds, edits or deletes them here."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from django.contrib import admin
+from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Model, Q, QuerySet
+from django.db.models import DateField, Model, Q, QuerySet
+from django.db.models.fields.related import RelatedField
 from django.http import HttpRequest
 
 from registrations.models import Account, Classroom, InboundMessage, OutboundMessage, Session
@@ -63,7 +65,41 @@ def outbound_for(user: AnyUser) -> QuerySet[OutboundMessage]:
 SCOPED_CHOICES = {Classroom: classrooms_for, Session: sessions_for, Account: accounts_for}
 
 
-class ScopedAdmin(admin.ModelAdmin[ModelT]):
+def filter_parameters(model_admin: admin.ModelAdmin[Any], request: HttpRequest) -> set[str]:
+    """Name the query parameters the admin's own list filters and date hierarchy send."""
+    names: set[str] = set()
+    for item in model_admin.get_list_filter(request):
+        if isinstance(item, type) and issubclass(item, admin.SimpleListFilter):
+            names.add(item.parameter_name or "")
+            continue
+        path = str(item[0] if isinstance(item, (list, tuple)) else item)
+        field = get_fields_from_path(model_admin.model, path)[-1]
+        # The parameters of Django's field filters (admin/filters.py) for this kind of field.
+        names |= {path, f"{path}__exact", f"{path}__isnull"}
+        if isinstance(field, RelatedField):
+            names.add(f"{path}__{field.target_field.name}__exact")
+        if isinstance(field, DateField):
+            names |= {f"{path}__gte", f"{path}__lt"}
+    if hierarchy := model_admin.date_hierarchy:
+        names |= {f"{hierarchy}__year", f"{hierarchy}__month", f"{hierarchy}__day"}
+    return names
+
+
+class FilterOnlyAdmin(admin.ModelAdmin[ModelT]):
+    """A ModelAdmin whose changelist filters only through its own filters and date hierarchy.
+
+    Django allows any lookup on a local field by default: `?phone__startswith=+1415` would let
+    a user recover a masked phone number digit by digit, bypassing the logged reveal. Anything
+    else answers 400 (DisallowedModelAdminLookup), for superusers too.
+    """
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        if request is None:
+            return False
+        return lookup in filter_parameters(self, request)
+
+
+class ScopedAdmin(FilterOnlyAdmin[ModelT]):
     """A ModelAdmin whose rows, object permissions and foreign-key choices follow the user's
     classrooms. `classroom_paths` are the lookups from this model to its Classroom."""
 

@@ -15,7 +15,15 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from registrations import enrollment, expiry_notice, session_lifecycle, sms, texts, zones
+from registrations import (
+    enrollment,
+    expiry_notice,
+    instructor_limits,
+    session_lifecycle,
+    sms,
+    texts,
+    zones,
+)
 from registrations.admin import page_state
 from registrations.admin.common import integration_notes, integration_warnings, scoped_object
 from registrations.admin.dashboard import dashboard_figures
@@ -23,6 +31,7 @@ from registrations.admin.joincard import join_card
 from registrations.admin.preview import PREVIEW_KINDS, preview_message, typed_moment
 from registrations.admin.roster import accounts_to_delete, roster_rows, session_counts
 from registrations.models import (
+    Account,
     AccountSource,
     InboundOutcome,
     OutboundKind,
@@ -263,22 +272,33 @@ class SessionPageMixin(_SessionAdminBase):
             messages.error(request, f"“{session}” has ended; nobody can be invited any more.")
             return HttpResponseRedirect(self.page_url(session))
         if request.method == "POST" and form.is_valid():
-            text = self.invite(session, form.cleaned_data["phones"])
-            self.log_change(request, session, text)
-            messages.success(request, text)
-            return HttpResponseRedirect(self.page_url(session))
+            try:
+                text = self.invite(request, session, form.cleaned_data["phones"])
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                self.log_change(request, session, text)
+                messages.success(request, text)
+                return HttpResponseRedirect(self.page_url(session))
         context = self.page_context(request, session, title=f"Invite to “{session}”", form=form)
         return TemplateResponse(request, "registrations/invite.html", context)
 
-    def invite(self, session: Session, items: list[str]) -> str:
-        """Enroll each readable number once; say how many were new, repeats, refused, unreadable."""
-        phones, unreadable = [], []
+    def invite(self, request: HttpRequest, session: Session, items: list[str]) -> str:
+        """Enroll each readable number once; say how many were new, repeats, refused, unreadable.
+
+        Raises ValidationError, inviting nobody, when the new accounts would pass the user's
+        daily invite limit.
+        """
+        phones, unreadable, abroad = [], [], []
         for position, item in enumerate(items, start=1):
             phone = normalize_phone(item)
             if phone is None:
                 unreadable.append(str(position))
+            elif not instructor_limits.country_allowed(phone):
+                abroad.append(str(position))
             elif phone not in phones:
                 phones.append(phone)
+        self.check_invite_limit(request, session, phones)
         outcomes = [enrollment.enroll(session, p, source=AccountSource.INVITE) for p in phones]
         created = sum(1 for result in outcomes if result.created)
         full = sum(1 for result in outcomes if result.outcome == InboundOutcome.FULL)
@@ -292,32 +312,76 @@ class SessionPageMixin(_SessionAdminBase):
                 f"{counted(len(unreadable), 'entry', 'entries')} not a phone number "
                 f"(#{', #'.join(unreadable)})"
             )
+        if abroad:
+            parts.append(
+                f"{counted(len(abroad), 'number')} in a country we do not text "
+                f"(#{', #'.join(abroad)}; allowed: {instructor_limits.allowed_countries_text()})"
+            )
         return f"Invited {counted(len(phones), 'phone number')} to “{session}”: {'; '.join(parts)}."
+
+    def check_invite_limit(self, request: HttpRequest, session: Session, phones: list[str]) -> None:
+        """Refuse a batch whose new accounts would pass INSTRUCTOR_DAILY_INVITES."""
+        left = instructor_limits.invites_left(request.user)
+        if left is None:
+            return
+        enrolled = set(
+            Account.objects.filter(session=session, phone__in=phones).values_list(
+                "phone", flat=True
+            )
+        )
+        new = len([phone for phone in phones if phone not in enrolled])
+        if new > left:
+            raise ValidationError(
+                f"Daily invite limit reached: you can invite {counted(left, 'more student')} "
+                f"in the next 24 hours (at most {settings.INSTRUCTOR_DAILY_INVITES} a day), "
+                f"and this list has {new} new. Nobody was invited; ask an administrator to "
+                "invite more."
+            )
+
+    def test_message_refusal(self, request: HttpRequest, phone: str) -> str:
+        """Say why a test message may not go out ("" when it may)."""
+        if not instructor_limits.country_allowed(phone):
+            return (
+                "Test messages go only to numbers in "
+                f"{instructor_limits.allowed_countries_text()} (SMS_ALLOWED_COUNTRIES)."
+            )
+        if instructor_limits.test_messages_left(request.user) == 0:
+            return (
+                f"Daily test message limit reached ({settings.INSTRUCTOR_DAILY_TEST_MESSAGES} "
+                "in 24 hours). Try again later."
+            )
+        return ""
 
     def test_message_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         session = scoped_object(self, request, object_id, "change")
         form = TestMessageForm(request.POST or None, initial={"body": texts.test_text(session)})
         if request.method == "POST" and form.is_valid():
             phone, body = form.cleaned_data["phone"], form.cleaned_data["body"]
-            message = sms.queue_sms(phone=phone, kind=OutboundKind.TEST, body=body, session=session)
-            if message is None or message.status == OutboundStatus.OPTED_OUT:
-                messages.warning(
-                    request, f"Not sent: {mask_phone(phone)} has opted out (texted STOP)."
-                )
+            if refusal := self.test_message_refusal(request, phone):
+                form.add_error(None, refusal)
             else:
-                text = (
-                    f"Test message to {mask_phone(phone)} queued "
-                    f"({counted(texts.segments(body), 'segment')})."
-                )
-                self.log_change(request, session, text)
-                messages.success(request, text)
-                for warning in integration_warnings()[:1]:
-                    messages.warning(request, warning)
-            return HttpResponseRedirect(self.page_url(session))
+                self.send_test_message(request, session, phone, body)
+                return HttpResponseRedirect(self.page_url(session))
         context = self.page_context(
             request, session, title=f"Send a test message for “{session}”", form=form
         )
         return TemplateResponse(request, "registrations/test_message.html", context)
+
+    def send_test_message(
+        self, request: HttpRequest, session: Session, phone: str, body: str
+    ) -> None:
+        message = sms.queue_sms(phone=phone, kind=OutboundKind.TEST, body=body, session=session)
+        if message is None or message.status == OutboundStatus.OPTED_OUT:
+            messages.warning(request, f"Not sent: {mask_phone(phone)} has opted out (texted STOP).")
+            return
+        text = (
+            f"Test message to {mask_phone(phone)} queued "
+            f"({counted(texts.segments(body), 'segment')})."
+        )
+        self.log_change(request, session, text)
+        messages.success(request, text)
+        for warning in integration_warnings()[:1]:
+            messages.warning(request, warning)
 
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):

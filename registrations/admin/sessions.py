@@ -160,6 +160,14 @@ class SessionAdmin(SessionPageMixin, ScopedAdmin[Session]):
             text = f"The new expiry applies to {counted(count, 'account')}."
         messages.info(request, text)
 
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: Session | None = None
+    ) -> list[str] | tuple[Any, ...]:
+        """A session stays in the classroom it was created in: otherwise a co-instructor could
+        move the owner's session into a classroom of their own, away from the owner."""
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return (*fields, "classroom") if obj is not None else fields
+
     def get_form(
         self,
         request: HttpRequest,
@@ -274,6 +282,10 @@ class SessionAdmin(SessionPageMixin, ScopedAdmin[Session]):
     )
     def end_sessions(self, request: HttpRequest, queryset: QuerySet[Session]) -> Any:
         sessions = list(queryset)
+        if not sessions:
+            # "Select all" on a filtered list that matches nothing hands us an empty queryset.
+            self.message_user(request, "No sessions match: none were ended.", messages.WARNING)
+            return None
         if request.POST.get("confirm") != "yes":
             context = self.page_context(
                 request,
