@@ -232,7 +232,22 @@ CLEANUP_POLL_SECONDS = env.int("CLEANUP_POLL_SECONDS", default=15)
 WORKSPACE_DELETE_MAX_FAILURES = env.int("WORKSPACE_DELETE_MAX_FAILURES", default=3)
 # Who hears that an account is ready, failed or deleted (registrations/events.py): dotted
 # paths of notify(event) functions.
-ACCOUNT_NOTIFIERS = env.list("ACCOUNT_NOTIFIERS", default=["registrations.notifiers.log.notify"])
+ACCOUNT_NOTIFIERS = env.list(
+    "ACCOUNT_NOTIFIERS",
+    default=[
+        "registrations.notifiers.log.notify",
+        "registrations.notifiers.instructor_alerts.notify",
+    ],
+)
+# Failure alerts (registrations/notifiers/instructor_alerts.py): the classroom's owner and
+# co-instructors get one email per session listing the accounts that failed, at most one per
+# ALERT_DIGEST_MINUTES, so a class failing together is one email, not one per student.
+FAILURE_ALERTS = env.bool("FAILURE_ALERTS", default=True)
+ALERT_DIGEST_MINUTES = env.int("ALERT_DIGEST_MINUTES", default=5)
+
+# Email: EMAIL_URL picks the backend (smtp+tls://user:pass@host:587, consolemail:// prints).
+globals().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="classroom-sms@localhost")
 
 # Error reporting: Sentry, off unless SENTRY_DSN is set. Events are scrubbed of phone numbers,
 # SMS bodies and passwords before they leave the process (registrations/error_reporting.py).

@@ -1,5 +1,6 @@
-"""A session's life: create, open and close enrollment, end, extend, move its expiry, and check
-its Coder template. One place, used alike by the admin, the CLI and the workflow."""
+"""A session's life: create (or repeat), open and close enrollment, end, extend, move its
+expiry, and check its Coder template. One place, used alike by the admin, the CLI and the
+workflow."""
 
 from __future__ import annotations
 
@@ -81,6 +82,34 @@ def create_session(
         session.full_clean()
         session.save()
     return session
+
+
+def duplicate_session(session: Session, phrase: str, shift: timedelta) -> Session:
+    """Repeat a class: a new session under `phrase`, every time moved by `shift`, its settings
+    (template, capacity, zone, warning, texts, number) copied.
+
+    Validated as create_session is (a phrase clash is a ValidationError on `phrase`); a copy
+    that would already have expired is refused, since it could never enroll anyone.
+    """
+    times = SessionTimes(
+        session.opens_at + shift, session.closes_at + shift, session.expires_at + shift
+    )
+    if times.expires_at <= timezone.now():
+        raise ValidationError(
+            {"expires_at": "The copy would already have expired: shift it further ahead."}
+        )
+    return create_session(
+        session.classroom,
+        phrase,
+        times,
+        inbound_number=session.inbound_number,
+        capacity=session.capacity,
+        warn_minutes=session.warn_minutes,
+        time_zone=session.time_zone,
+        coder_template=session.coder_template,
+        credentials_message=session.credentials_message,
+        warning_message=session.warning_message,
+    )
 
 
 def coder_templates() -> list[coder.Template]:

@@ -27,6 +27,7 @@ from django.utils import timezone
 from registrations import jobs, sms_transport
 from registrations.models import (
     Account,
+    InboundMessage,
     OptOut,
     OutboundKind,
     OutboundMessage,
@@ -199,12 +200,13 @@ def _send(message: OutboundMessage, body: str, *, retry_allowed: bool) -> Outcom
         # Numbers are dropped from finished messages only; the provider would refuse it too.
         _finish(message, OutboundStatus.FAILED, error_message="No phone number to send to.")
         return Outcome.FAILED
+    from_, messaging_service_sid = _sender(message)
     try:
         sent = sms_transport.get_transport().send(
             to=message.phone,
             body=body,
-            from_=settings.TWILIO_FROM_NUMBER,
-            messaging_service_sid=settings.TWILIO_MESSAGING_SERVICE_SID,
+            from_=from_,
+            messaging_service_sid=messaging_service_sid,
             status_callback=status_callback_url(message),
         )
     except TransportError as exc:
@@ -232,6 +234,37 @@ def _send(message: OutboundMessage, body: str, *, retry_allowed: bool) -> Outcom
     )
     _forget_phone_if_purged(message.pk)
     return Outcome.SENT
+
+
+def _sender(message: OutboundMessage) -> tuple[str, str]:
+    """Return the (From number, Messaging Service SID) to send a message with.
+
+    A student who texted one of several numbers is answered from that number, so the whole
+    conversation stays in one thread on their phone. A pinned From goes without the Messaging
+    Service, whose sender pool might otherwise pick another number. Invited students (who
+    never texted) get the configured sender.
+    """
+    texted = _texted_number(message.account_id)
+    if texted:
+        return texted, ""
+    return settings.TWILIO_FROM_NUMBER, settings.TWILIO_MESSAGING_SERVICE_SID
+
+
+def _texted_number(account_id: int | None) -> str:
+    """Return the number of ours the account's student last texted ("" when none is known)."""
+    if account_id is None:
+        return ""
+    # No column on Account holds it (no migration): the latest inbound text routed to the
+    # account says it, one small indexed query per send.
+    latest = (
+        InboundMessage.objects.filter(account_id=account_id)
+        .exclude(to_number="")
+        .order_by("-received_at", "-pk")
+        .values_list("to_number", flat=True)
+        .first()
+    )
+    # Only an E.164 number: a To that did not parse as one is stored raw and is no sender.
+    return latest if latest and latest.startswith("+") and latest[1:].isdigit() else ""
 
 
 def held_retry_delay() -> timedelta:

@@ -7,6 +7,7 @@ import logging
 
 from registrations import activity, deletion, expiry, health, maintenance, probes, provisioning, sms
 from registrations.coder import CoderNotConfigured
+from registrations.notifiers import instructor_alerts
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,10 @@ def resend_credentials(account_id: int) -> None:
 
 def send_sms(outbound_id: int) -> None:
     sms.deliver(outbound_id)
+
+
+def send_failure_digest(session_id: int) -> int:
+    return instructor_alerts.send_digest(session_id)
 
 
 def advance_deletion(account_id: int) -> None:

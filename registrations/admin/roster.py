@@ -3,43 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypedDict
 
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
-from django_stubs_ext import WithAnnotations
+from django.db.models import Count, Q, QuerySet
 
 from registrations.models import (
     DELETION_STATUSES,
     Account,
     AccountStatus,
     InboundOutcome,
-    OutboundMessage,
     OutboundStatus,
     Session,
 )
+from registrations.roster_export import roster  # one query for the page and the CSV alike
 
 # Texts that named this session but were refused: not open yet, closed, or full.
 TURNED_AWAY_OUTCOMES = (InboundOutcome.NOT_OPEN, InboundOutcome.CLOSED, InboundOutcome.FULL)
-
-
-class LatestSms(TypedDict):
-    """What roster() annotates each account with: its latest SMS (None when it has none)."""
-
-    sms_status: str | None
-    sms_error_code: int | None
-
-
-def roster(session: Session) -> QuerySet[WithAnnotations[Account, LatestSms]]:
-    """Return the session's accounts, newest first, with their latest SMS delivery status."""
-    latest = OutboundMessage.objects.filter(account=OuterRef("pk")).order_by("-created_at", "-pk")
-    return (
-        Account.objects.filter(session=session)
-        .annotate(
-            sms_status=Subquery(latest.values("status")[:1]),
-            sms_error_code=Subquery(latest.values("error_code")[:1]),
-        )
-        .order_by("-created_at", "-pk")
-    )
 
 
 @dataclass(frozen=True)

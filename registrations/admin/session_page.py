@@ -1,8 +1,10 @@
-"""The session page and its actions: enrollment now, extend, end now, invite, test message."""
+"""The session page and its actions: enrollment now, extend, end now, invite, test message,
+roster download, duplicate."""
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django import forms
@@ -19,6 +21,7 @@ from registrations import (
     enrollment,
     expiry_notice,
     instructor_limits,
+    roster_export,
     session_lifecycle,
     sms,
     texts,
@@ -110,6 +113,17 @@ class TestMessageForm(forms.Form):
         if not phone:
             raise forms.ValidationError("This is not a valid phone number.")
         return phone
+
+
+class DuplicateForm(forms.Form):
+    phrase = forms.CharField(max_length=64, label="New phrase", help_text="What students text.")
+    days = forms.IntegerField(
+        min_value=0,
+        max_value=366,
+        initial=7,
+        label="Move every time later by (days)",
+        help_text="7 repeats the class a week later, same weekday and hour.",
+    )
 
 
 class SessionPageMixin(_SessionAdminBase):
@@ -383,6 +397,41 @@ class SessionPageMixin(_SessionAdminBase):
         for warning in integration_warnings()[:1]:
             messages.warning(request, warning)
 
+    def roster_csv_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The roster as a CSV download, scoped like the page (another's session is a 404)."""
+        session = scoped_object(self, request, object_id, "view")
+        # The byte order mark makes Excel read UTF-8 (the masked phones' dots) instead of ANSI.
+        response = HttpResponse(
+            "\ufeff" + roster_export.roster_csv(session), content_type="text/csv; charset=utf-8"
+        )
+        filename = roster_export.csv_filename(session)
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+    def duplicate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Ask for a new phrase and a shift, then copy the session and show the copy's page."""
+        session = scoped_object(self, request, object_id, "change")
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = DuplicateForm(request.POST or None, initial={"phrase": f"{session.phrase} week 2"})
+        if request.method == "POST" and form.is_valid():
+            shift = timedelta(days=form.cleaned_data["days"])
+            try:
+                copy = session_lifecycle.duplicate_session(
+                    session, form.cleaned_data["phrase"], shift
+                )
+            except ValidationError as exc:
+                form.add_error(None, validation_text(exc))
+            else:
+                text = f"Created “{copy}” from “{session}”, {counted(shift.days, 'day')} later."
+                self.log_addition(request, copy, text)
+                messages.success(request, text)
+                return HttpResponseRedirect(self.page_url(copy))
+        context = self.page_context(request, session, title=f"Duplicate “{session}”", form=form)
+        return in_session_zone(
+            TemplateResponse(request, "registrations/duplicate.html", context), session
+        )
+
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
@@ -455,6 +504,16 @@ class SessionPageMixin(_SessionAdminBase):
                 "<path:object_id>/invite/",
                 wrap(self.invite_view),
                 name="registrations_session_invite",
+            ),
+            path(
+                "<path:object_id>/roster.csv",
+                wrap(self.roster_csv_view),
+                name="registrations_session_roster_csv",
+            ),
+            path(
+                "<path:object_id>/duplicate/",
+                wrap(self.duplicate_view),
+                name="registrations_session_duplicate",
             ),
             path(
                 "<path:object_id>/test-message/",

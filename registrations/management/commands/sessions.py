@@ -1,10 +1,11 @@
-"""Create, list, end and extend sessions from scripts: `manage.py sessions <subcommand>`."""
+"""Create (or repeat), list, end, extend sessions and print rosters from scripts:
+`manage.py sessions <subcommand>`."""
 
 from __future__ import annotations
 
 import json
 from argparse import ArgumentTypeError
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -15,7 +16,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from registrations import coder, session_lifecycle
+from registrations import coder, roster_export, session_lifecycle
 from registrations.checks import missing_coder_settings
 from registrations.models import Account, AccountStatus, Session, SessionState
 from registrations.session_lifecycle import (
@@ -79,9 +80,23 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="subcommand", required=True, metavar="subcommand")
         create = sub.add_parser("create", help="Create a session and print its id.")
-        create.add_argument("--classroom", required=True, help="Created for the owner if missing.")
-        create.add_argument("--owner", required=True, help="Username of the instructor.")
+        # Not required by argparse: --from takes the classroom and owner from the copied session.
+        create.add_argument("--classroom", help="Created for the owner if missing.")
+        create.add_argument("--owner", help="Username of the instructor.")
         create.add_argument("--phrase", required=True, help="What students text.")
+        create.add_argument(
+            "--from",
+            dest="from_id",
+            type=int,
+            metavar="ID",
+            help="Repeat session ID: same classroom, settings and texts, times shifted.",
+        )
+        create.add_argument(
+            "--shift-days",
+            type=int,
+            default=7,
+            help="With --from: move every time this many days later (default 7).",
+        )
         create.add_argument("--opens", type=iso_datetime, help="ISO date-time; default now.")
         closes = create.add_mutually_exclusive_group()
         closes.add_argument("--closes", type=iso_datetime, help="ISO date-time.")
@@ -111,10 +126,19 @@ class Command(BaseCommand):
         extend.add_argument("id", type=int)
         extend.add_argument("--minutes", type=positive_int, required=True)
 
+        roster = sub.add_parser("roster", help="Print a session's roster (a table, or CSV).")
+        roster.add_argument("id", type=int)
+        roster.add_argument("--csv", action="store_true", help="Print the admin's CSV download.")
+
     def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
         getattr(self, f"handle_{subcommand}")(**options)
 
     def handle_create(self, **options: Any) -> None:
+        if options["from_id"] is not None:
+            self.duplicate(options)
+            return
+        if not options["classroom"] or not options["owner"]:
+            raise CommandError("--classroom and --owner are required (unless --from ID).")
         owner = self.find_owner(options["owner"])
         times = default_times(
             opens_at=options["opens"],
@@ -134,6 +158,23 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(validation_text(exc)) from exc
         self.stdout.write(str(session.pk))
+
+    def duplicate(self, options: dict[str, Any]) -> None:
+        """`create --from ID`: copy the session; options it would ignore are refused instead."""
+        copied = "classroom owner opens closes enroll_minutes expires lifetime_minutes capacity"
+        given = [name for name in copied.split() if options[name] is not None] + (
+            ["template"] if options["template"] else []
+        )
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise CommandError(f"--from copies the session's settings; drop {flags}.")
+        session = self.get_session(options["from_id"])
+        shift = timedelta(days=options["shift_days"])
+        try:
+            copy = session_lifecycle.duplicate_session(session, options["phrase"], shift)
+        except ValidationError as exc:
+            raise CommandError(validation_text(exc)) from exc
+        self.stdout.write(str(copy.pk))
 
     def find_owner(self, username: str) -> Any:
         User = get_user_model()
@@ -231,3 +272,15 @@ class Command(BaseCommand):
             f"Extended session {id} by {minutes} minute(s): accounts now expire at "
             f"{session.expires_at.isoformat()}."
         )
+
+    def handle_roster(self, *, id: int, csv: bool, **options: Any) -> None:
+        session = self.get_session(id)
+        if csv:
+            # The same text as the admin's download; write() would add a newline of its own.
+            self.stdout.write(roster_export.roster_csv(session), ending="")
+            return
+        table = roster_export.roster_table(session)
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+        for row in table:
+            cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+            self.stdout.write("  ".join(cells).rstrip())
