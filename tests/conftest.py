@@ -114,6 +114,17 @@ def sync_tasks(monkeypatch):
     monkeypatch.setattr(Conf, "SYNC", True)
 
 
+@pytest.fixture
+def run_tasks(sync_tasks, django_capture_on_commit_callbacks) -> Callable:
+    """Call something, then run whatever it enqueued, inline, once its transaction commits."""
+
+    def run(call: Callable, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return call(*args, **kwargs)
+
+    return run
+
+
 def sign(url: str, params: dict, token: str = TWILIO_TOKEN) -> str:
     return RequestValidator(token).compute_signature(url, params)
 

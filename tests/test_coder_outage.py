@@ -30,15 +30,6 @@ def services(fake_coder, fake_twilio, settings, monkeypatch):
 
 
 @pytest.fixture
-def run_tasks(sync_tasks, django_capture_on_commit_callbacks):
-    def run(call, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return call(*args, **kwargs)
-
-    return run
-
-
-@pytest.fixture
 def account(open_session, services) -> Account:
     return Account.objects.create(
         session=open_session, phone=STUDENT_PHONE, expires_at=open_session.expires_at

@@ -33,17 +33,6 @@ def account(open_session, services) -> Account:
     )
 
 
-@pytest.fixture
-def run_tasks(sync_tasks, django_capture_on_commit_callbacks):
-    """Run whatever a call enqueues, inline, once its transaction commits."""
-
-    def run(call, *args):
-        with django_capture_on_commit_callbacks(execute=True):
-            return call(*args)
-
-    return run
-
-
 def sms(fake_twilio, index: int = -1) -> str:
     return fake_twilio.messages_to(STUDENT_PHONE)[index]["body"]
 

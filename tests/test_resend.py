@@ -24,15 +24,6 @@ def services(fake_coder, fake_twilio, settings):
 
 
 @pytest.fixture
-def run_tasks(sync_tasks, django_capture_on_commit_callbacks):
-    def run(call, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return call(*args, **kwargs)
-
-    return run
-
-
-@pytest.fixture
 def active(open_session, services) -> Account:
     account = Account.objects.create(
         session=open_session, phone=STUDENT_PHONE, expires_at=open_session.expires_at

@@ -26,15 +26,6 @@ def services(fake_coder, fake_twilio, settings):
     return fake_coder, fake_twilio
 
 
-@pytest.fixture
-def run_tasks(sync_tasks, django_capture_on_commit_callbacks):
-    def run(call, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return call(*args, **kwargs)
-
-    return run
-
-
 def beating(name: str, seconds_ago: float) -> None:
     Heartbeat.objects.create(name=name, beat_at=timezone.now() - timedelta(seconds=seconds_ago))
 
