@@ -229,6 +229,15 @@ RECONCILE_MAX_DELETE_PERCENT = env.int("RECONCILE_MAX_DELETE_PERCENT", default=5
 # looks at deleting workspaces, and failed delete builds retried before an admin must "orphan".
 CLEANUP_BATCH_SIZE = env.int("CLEANUP_BATCH_SIZE", default=80)
 CLEANUP_POLL_SECONDS = env.int("CLEANUP_POLL_SECONDS", default=15)
+# Deletion passes (registrations/deletion.py run_pass, every WORKER_SWEEP_SECONDS): Coder calls
+# that name one user or workspace run this many at once (each such route has its own rate
+# limit in Coder), and each pass takes at most this many accounts per step.
+CLEANUP_CONCURRENCY = env.int("CLEANUP_CONCURRENCY", default=8)
+CLEANUP_PASS_SIZE = env.int("CLEANUP_PASS_SIZE", default=2000)
+# Coder's API rate limit per client and route (its --api-rate-limit, 512 by default; 0: don't
+# pace). Requests on the shared routes (create user, list workspaces, find a template) are
+# paced across every process to stay under it (registrations/rate_budget.py).
+CODER_RATE_LIMIT = env.int("CODER_RATE_LIMIT", default=512)
 WORKSPACE_DELETE_MAX_FAILURES = env.int("WORKSPACE_DELETE_MAX_FAILURES", default=3)
 # Who hears that an account is ready, failed or deleted (registrations/events.py): dotted
 # paths of notify(event) functions.

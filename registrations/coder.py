@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ IDEMPOTENT_METHODS = frozenset({"GET", "PUT", "DELETE", "HEAD", "OPTIONS"})
 NEVER = "0001-01-01T00:00:00Z"
 UNKNOWN_USER_MESSAGE = "must be an existing uuid or username"
 PAGE_SIZE = 100
+# Coder caps no page size (coderd/pagination.go: limit 0 means all); big pages, few requests.
+LIST_PAGE_SIZE = 500
 # Job states in which Coder refuses a new build with 409.
 ACTIVE_JOB_STATUSES = frozenset({"pending", "running", "canceling"})
 
@@ -455,6 +458,16 @@ def _parameter_list(
     return [{"name": str(v["name"]), "value": str(v["value"])} for v in values]
 
 
+class Budget(Protocol):
+    """Paces requests on routes whose rate limit is shared (registrations.rate_budget)."""
+
+    def reserve(self, path: str) -> float:
+        """Take a place for one request now (0), or say how many seconds to wait first."""
+
+    def observe(self, path: str, status: int, headers: Mapping[str, str]) -> None:
+        """Learn from an answer how much of the route's limit Coder has counted."""
+
+
 class CoderClient:
     """A Coder deployment, spoken to with an owner's session token."""
 
@@ -468,6 +481,8 @@ class CoderClient:
         max_sleep: float = 5.0,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        budget: Budget | None = None,
+        pool_size: int = 10,
     ) -> None:
         base = url.rstrip("/")
         if base.endswith("/api/v2"):
@@ -478,8 +493,15 @@ class CoderClient:
         self.max_retries = max_retries
         self.max_sleep = max_sleep
         self._token = token
-        self._session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            # Deletion passes call Coder from several threads: one pooled connection each.
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        self._session = session
         self._sleep = sleep
+        self.budget = budget
         self._org_ids: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -508,6 +530,7 @@ class CoderClient:
             headers["Coder-Session-Token"] = self._token
         attempt = 0
         while True:
+            self._wait_for_budget(method, path)
             started = time.monotonic()
             try:
                 response = self._session.request(
@@ -527,6 +550,8 @@ class CoderClient:
                     continue
                 raise error from exc
             self._log(method, path, response.status_code, started)
+            if self.budget is not None:
+                self.budget.observe(path, response.status_code, response.headers)
             if 200 <= response.status_code < 300:
                 return response
             error = _narrow(CoderError.from_response(method, path, response), narrow or {})
@@ -535,6 +560,22 @@ class CoderClient:
                 raise error
             self._sleep(delay)
             attempt += 1
+
+    def _wait_for_budget(self, method: str, path: str) -> None:
+        """Wait for a place in a shared route's budget; hand a long wait to the caller."""
+        if self.budget is None:
+            return
+        while wait := self.budget.reserve(path):
+            if wait > self.max_sleep:
+                raise RateLimited(
+                    method,
+                    path,
+                    None,
+                    f"Coder's rate limit for {path} is used up for now; paced by us",
+                    retryable=True,
+                    retry_after=wait,
+                )
+            self._sleep(wait)
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         """`_request`, then the decoded body of its 2xx answer."""
@@ -702,6 +743,23 @@ class CoderClient:
             if not page or not isinstance(count, int) or len(workspaces) >= count:
                 return workspaces
 
+    def iter_workspaces(self, q: str = "", page_size: int = LIST_PAGE_SIZE) -> Iterator[Workspace]:
+        """Every workspace matching `q`, in pages (GET /workspaces?limit=&offset=).
+
+        One listing serves a whole class: the route's rate limit is shared by every call, so
+        asking once per student would spend it 300 times for a class of 300.
+        """
+        offset = 0
+        while True:
+            params = {"q": q, "limit": page_size, "offset": offset}
+            data = _mapping(self._json("GET", "/workspaces", params=params))
+            page = [Workspace.from_json(w) for w in _items(data.get("workspaces"))]
+            yield from page
+            offset += len(page)
+            count = data.get("count")
+            if not page or not isinstance(count, int) or offset >= count:
+                return
+
     def list_user_workspaces(self, user_id: str) -> list[Workspace]:
         """Every workspace the user with this id owns, whatever their username is now.
 
@@ -773,7 +831,7 @@ class CoderClient:
         return True
 
 
-_clients: dict[tuple[str, str, float], CoderClient] = {}
+_clients: dict[tuple[str, str, float, int, int], CoderClient] = {}
 _clients_lock = threading.Lock()
 
 
@@ -786,11 +844,21 @@ def get_client() -> CoderClient:
     if not url or not token:
         raise CoderNotConfigured()
     timeout = float(getattr(settings, "CODER_TIMEOUT", 10.0) or 10.0)
-    key = (url, token, timeout)
+    limit = int(getattr(settings, "CODER_RATE_LIMIT", 0) or 0)
+    threads = int(getattr(settings, "CLEANUP_CONCURRENCY", 8) or 8)
+    key = (url, token, timeout, limit, threads)
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = _clients[key] = CoderClient(url, token, timeout=timeout)
+            from registrations.rate_budget import RouteBudget
+
+            client = _clients[key] = CoderClient(
+                url,
+                token,
+                timeout=timeout,
+                budget=RouteBudget(limit) if limit > 0 else None,
+                pool_size=max(10, threads),
+            )
         return client
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -159,8 +160,11 @@ def redrive_due(now: datetime, *, limit: int | None = None, queued_too: bool = F
     if not queued_too:
         lost &= Q(status_changed_at__lte=stale)
     due = Q(next_attempt_at__lte=now) | lost
+    # Rows waiting on their workspaces are the deletion pass's (run_pass), bar lost tasks.
+    one_by_one = Q(status__in=(AccountStatus.SUSPENDING, AccountStatus.DELETING_USER))
     rows = (
-        Account.objects.filter(due, status__in=DELETION_STATUSES)
+        Account.objects.filter(due, one_by_one | Q(next_attempt_at__isnull=True))
+        .filter(status__in=DELETION_STATUSES)
         .order_by(F("next_attempt_at").asc(nulls_first=True), "pk")
         .values_list("pk", "next_attempt_at")[:limit]
     )
@@ -193,7 +197,178 @@ def advance(account_id: int) -> None:
     except coder.CoderError as exc:
         _back_off(account, exc)
         return
-    _record(account, step)
+    # Workspaces are checked by the deletion pass, one listing for every account waiting on
+    # them: the listing route's rate limit is shared, so never one listing per account.
+    _record(account, step, enqueue=step.status != AccountStatus.DELETING_WORKSPACES)
+
+
+@dataclass
+class PassReport:
+    """What one deletion pass did, step by step (accounts handled)."""
+
+    suspended: int = 0
+    workspace_checks: int = 0
+    users_deleted: int = 0
+    errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def run_pass(now: datetime | None = None) -> PassReport:
+    """Take every due account of the pipeline one step, a whole class at a time.
+
+    Suspensions first, so access ends within seconds of expiry however much deleting is left;
+    then one paged listing of workspaces for every account waiting on its workspaces, and
+    deletes of the users whose workspaces are gone. The calls that name one user or workspace
+    have a rate limit each in Coder, so they run CLEANUP_CONCURRENCY at a time; the shared
+    listing is a few requests per pass. Run by the worker sweep every few seconds, and as a
+    task when a class ends; rows are claimed as a task's are, so passes and tasks never clash.
+    """
+    report = PassReport()
+    now = now or timezone.now()
+    if not _pipeline_due(now):
+        return report
+    try:
+        client = coder.get_client()
+    except coder.CoderNotConfigured:
+        return report  # the per-account tasks record why; nothing to do in bulk
+    with _pool() as pool:
+        _suspend_all(_claim_due(AccountStatus.SUSPENDING, now), client, pool, report)
+        # Steps just recorded are due at their own time, which may be after the pass began.
+        now = max(now, timezone.now())
+        _check_workspaces(_claim_due(AccountStatus.DELETING_WORKSPACES, now), client, pool, report)
+        now = max(now, timezone.now())
+        _delete_users(_claim_due(AccountStatus.DELETING_USER, now), client, pool, report)
+    if report.suspended or report.users_deleted or report.errors:
+        logger.info("deletion pass: %s", report.as_dict())
+    return report
+
+
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(settings.CLEANUP_CONCURRENCY, thread_name_prefix="cleanup")
+
+
+def _pipeline_due(now: datetime) -> bool:
+    # A step whose task was lost (NULL for too long) is redrive_due's, not the pass's.
+    return Account.objects.filter(next_attempt_at__lte=now, status__in=DELETION_STATUSES).exists()
+
+
+def _claim_due(status: str, now: datetime) -> list[Account]:
+    """Lease every due account in `status` to this pass (up to CLEANUP_PASS_SIZE)."""
+    owner = jobs.current_owner()
+    with transaction.atomic():
+        # skip_locked: a concurrent pass (or task) keeps what it is claiming; SQLite's
+        # IMMEDIATE transactions serialise the whole read-and-lease instead.
+        ids = list(
+            Account.objects.filter(next_attempt_at__lte=now, status=status)
+            .select_for_update(skip_locked=True)
+            .order_by("expires_at", "pk")
+            .values_list("pk", flat=True)[: settings.CLEANUP_PASS_SIZE]
+        )
+        Account.objects.filter(pk__in=ids).update(
+            next_attempt_at=now + jobs.task_lease(), claimed_by=owner
+        )
+    accounts = list(Account.objects.filter(pk__in=ids).select_related("session"))
+    for account in accounts:
+        account.claimed_by = owner
+    return accounts
+
+
+def _with_user(
+    accounts: list[Account], client: coder.CoderClient, report: PassReport
+) -> list[Account]:
+    """The accounts that have a Coder user to act on; the others are finished or backed off."""
+    ready = []
+    for account in accounts:
+        try:
+            if account.coder_username and _resolve_user_id(account, client):
+                ready.append(account)
+            else:
+                _record(account, Step(AccountStatus.DELETED), enqueue=False)
+        except coder.CoderError as exc:
+            report.errors += 1
+            _back_off(account, exc)
+    return ready
+
+
+def _suspend_all(
+    accounts: list[Account],
+    client: coder.CoderClient,
+    pool: ThreadPoolExecutor,
+    report: PassReport,
+) -> None:
+    accounts = _with_user(accounts, client, report)
+
+    def suspend(account: Account) -> Step | coder.CoderError:
+        try:
+            return _suspend(account, client)
+        except coder.CoderError as exc:
+            return exc
+
+    for account, outcome in zip(accounts, pool.map(suspend, accounts), strict=True):
+        report.suspended += _save_outcome(account, outcome, report)
+
+
+def _check_workspaces(
+    accounts: list[Account],
+    client: coder.CoderClient,
+    pool: ThreadPoolExecutor,
+    report: PassReport,
+) -> None:
+    accounts = _with_user(accounts, client, report)
+    if not accounts:
+        return
+    try:
+        owned: dict[str, list[coder.Workspace]] = {a.coder_user_id: [] for a in accounts}
+        for workspace in client.iter_workspaces():
+            if workspace.owner_id in owned:
+                owned[workspace.owner_id].append(workspace)
+    except coder.CoderError as exc:
+        report.errors += len(accounts)
+        for account in accounts:
+            _back_off(account, exc)
+        return
+
+    def check(account: Account) -> Step | coder.CoderError:
+        try:
+            return _delete_workspaces(account, client, owned[account.coder_user_id])
+        except coder.CoderError as exc:
+            return exc
+
+    for account, outcome in zip(accounts, pool.map(check, accounts), strict=True):
+        report.workspace_checks += 1
+        _save_outcome(account, outcome, report)
+
+
+def _delete_users(
+    accounts: list[Account],
+    client: coder.CoderClient,
+    pool: ThreadPoolExecutor,
+    report: PassReport,
+) -> None:
+    accounts = _with_user(accounts, client, report)
+
+    def delete(account: Account) -> Step | coder.CoderError:
+        try:
+            return _delete_user(account, client)
+        except coder.CoderError as exc:
+            return exc
+
+    for account, outcome in zip(accounts, pool.map(delete, accounts), strict=True):
+        saved = _save_outcome(account, outcome, report)
+        if saved and isinstance(outcome, Step) and outcome.status == AccountStatus.DELETED:
+            report.users_deleted += 1
+
+
+def _save_outcome(account: Account, outcome: Step | coder.CoderError, report: PassReport) -> bool:
+    """Record one account's step (in this thread: the pool threads only speak HTTP)."""
+    if isinstance(outcome, coder.CoderError):
+        report.errors += 1
+        _back_off(account, outcome)
+        return False
+    _record(account, outcome, enqueue=False)
+    return True
 
 
 def _resolve_user_id(account: Account, client: coder.CoderClient) -> bool:
@@ -232,11 +407,20 @@ def _suspend(account: Account, client: coder.CoderClient) -> Step:
     return Step(AccountStatus.DELETING_WORKSPACES, fields={"suspended_at": timezone.now()})
 
 
-def _delete_workspaces(account: Account, client: coder.CoderClient) -> Step:
-    """Send delete builds for the user's workspaces; go on once Coder lists none."""
+def _delete_workspaces(
+    account: Account,
+    client: coder.CoderClient,
+    listed: list[coder.Workspace] | None = None,
+) -> Step:
+    """Send delete builds for the user's workspaces; go on once Coder lists none.
+
+    `listed`: the user's workspaces from a pass's shared listing (else listed for this user).
+    """
     max_failures = settings.WORKSPACE_DELETE_MAX_FAILURES
     retry_failed = account.workspace_delete_failures < max_failures
-    found = request_workspace_deletes(client, account.coder_user_id, retry_failed=retry_failed)
+    found = request_workspace_deletes(
+        client, account.coder_user_id, retry_failed=retry_failed, listed=listed
+    )
     failures = account.workspace_delete_failures + found.retried
     fields: dict[str, object] = {"workspace_delete_failures": failures}
     if not found.remaining:
@@ -284,12 +468,19 @@ class WorkspaceDeletes:
 
 
 def request_workspace_deletes(
-    client: coder.CoderClient, user_id: str, *, retry_failed: bool, orphan: bool = False
+    client: coder.CoderClient,
+    user_id: str,
+    *,
+    retry_failed: bool,
+    orphan: bool = False,
+    listed: list[coder.Workspace] | None = None,
 ) -> WorkspaceDeletes:
     """Send a delete build for each of the user's workspaces that is not being deleted yet."""
     found = WorkspaceDeletes()
+    if listed is None:
+        listed = client.list_user_workspaces(user_id)
     # Only the workspaces this id owns: never anyone else's, whatever the search returned.
-    for workspace in client.list_user_workspaces(user_id):
+    for workspace in (ws for ws in listed if ws.owner_id == user_id):
         build = workspace.latest_build
         if build is not None and build.is_deleted:
             continue
@@ -317,15 +508,19 @@ def _send_delete(client: coder.CoderClient, workspace: coder.Workspace, orphan: 
     return not build.is_deleted
 
 
-def _record(account: Account, step: Step) -> None:
-    """Save a step's outcome and enqueue the next step when it is due at once."""
+def _record(account: Account, step: Step, *, enqueue: bool = True) -> None:
+    """Save a step's outcome and enqueue the next step when it is due at once.
+
+    `enqueue=False` (a deletion pass): leave the next step due now instead, for the pass.
+    """
     now = timezone.now()
     if step.status == AccountStatus.DELETED:
         _mark_deleted(account, now)
         return
+    due_now = None if enqueue else now
     changes: dict[str, object] = {
         **step.fields,
-        "next_attempt_at": now + step.wait if step.wait else None,
+        "next_attempt_at": now + step.wait if step.wait else due_now,
         "last_error": step.error,
         "attempts": 0,
         "claimed_by": "",
@@ -340,7 +535,7 @@ def _record(account: Account, step: Step) -> None:
     )
     with transaction.atomic():
         saved = ours.update(**changes)
-        if saved and step.wait is None:
+        if saved and step.wait is None and enqueue:
             _enqueue([account.pk])
 
 

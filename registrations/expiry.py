@@ -58,13 +58,17 @@ def expired_accounts(now: datetime) -> QuerySet[Account]:
     )
 
 
-def expire_due(now: datetime | None = None) -> int:
-    """Request deletion of every account past its expiry and start the pipeline; count them."""
+def expire_due(now: datetime | None = None, *, dispatch: bool = True) -> int:
+    """Request deletion of every account past its expiry and start the pipeline; count them.
+
+    `dispatch=False` (the sweep): only mark them; the sweep itself then moves them on.
+    """
     now = now or timezone.now()
     expired = expired_accounts(now).update(
         deletion_reason=DeletionReason.EXPIRED, deletion_requested_at=now
     )
-    deletion.start_requested(now)
+    if dispatch:
+        deletion.start_requested(now)
     if expired:
         logger.info("expire: %d accounts expired", expired)
     return expired

@@ -13,7 +13,16 @@ from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from registrations import coder, credentials, deletion, liveness, provisioning, sms
+from registrations import (
+    coder,
+    credentials,
+    deletion,
+    expiry,
+    liveness,
+    provisioning,
+    rate_budget,
+    sms,
+)
 from registrations.models import (
     Account,
     AccountStatus,
@@ -39,13 +48,22 @@ def sweep(now: datetime | None = None, *, batch: int | None = None) -> dict[str,
     # A dead worker's cluster lost the tasks it had prefetched too (Redis has no receipts):
     # whoever buried it sends the queued rows again, without waiting for them to go stale.
     lost = recovery.buried > 0
-    return {
+    report = {
         "claims_released": recovery.released,
         "provisioning": provisioning.redrive_stale(now, queued_too=lost),
         "sms": sms.redrive_stale(now, queued_too=lost),
-        "deletion_started": deletion.start_requested(now, limit=batch),
-        "deletion_redriven": deletion.redrive_due(now, limit=batch, queued_too=lost),
+        # Expiry here, every few seconds, not only on the scheduler's minute: a student keeps
+        # working until their Coder user is suspended.
+        "expired": expiry.expire_due(now, dispatch=False),
+        # Into the pipeline, due now; the pass below takes them, so no task is sent.
+        "deletion_started": deletion.start_requested(now, limit=0),
     }
+    # Every due step at once: a whole class's suspensions, workspace checks and user deletes.
+    report.update(deletion.run_pass(now).as_dict())
+    # What is left: steps whose task was lost, and steps that came due during the pass.
+    report["deletion_redriven"] = deletion.redrive_due(now, limit=batch, queued_too=lost)
+    rate_budget.forget_before(int(now.timestamp()) // rate_budget.WINDOW_SECONDS - 2)
+    return report
 
 
 class ReconcileRefused(Exception):

@@ -541,3 +541,25 @@ class IntegrationStatus(models.Model):
     def __str__(self) -> str:
         state = {True: "ok", False: "failing", None: "not checked"}[self.ok]
         return f"{self.name}: {state}"
+
+
+class CoderRouteWindow(models.Model):
+    """Requests we sent on one shared Coder route in one minute (registrations.rate_budget).
+
+    Coder limits each API client per URL path with httprate's sliding window; routes that
+    carry no user or workspace id (creating users, listing workspaces) are one budget for every
+    worker of this deployment, so the count lives here, where all of them see it.
+    """
+
+    route = models.CharField(max_length=100)
+    # Unix time // 60: httprate's windows are aligned to the minute.
+    window = models.BigIntegerField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["route", "window"], name="coderroutewindow_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.route} @ {self.window}: {self.count}"

@@ -13,7 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from registrations import credentials, deletion, expiry, provisioning
+from registrations import credentials, deletion, expiry, maintenance, provisioning
 from registrations.coder import get_client
 from registrations.models import DELETION_STATUSES, Account, AccountStatus, DeletionReason
 from tests.conftest import queued_tasks
@@ -61,14 +61,17 @@ def test_expiry_suspends_deletes_workspaces_then_user_and_purges_phone(
     assert fake_coder.users_by_username()["cs-student"]["status"] == "suspended"
     uid = account.coder_user_id
     # Every call about the student names their id: they may have renamed themselves.
-    assert calls(fake_coder) == [
-        ("PUT", f"/users/{uid}/status/suspend"),
-        ("GET", f"/users/{uid}"),
+    assert calls(fake_coder) == [("PUT", f"/users/{uid}/status/suspend")]
+
+    # The workspaces wait for the deletion pass: one paged listing for every waiting account.
+    deletion.run_pass()
+
+    assert calls(fake_coder)[1:] == [
         ("GET", "/workspaces"),
         ("POST", f"/workspaces/{workspace_id}/builds"),
     ]
-    assert fake_coder.requests_log[3].body == {"transition": "delete"}
-    assert fake_coder.requests("GET", "/api/v2/workspaces")[0].query["q"] == ["owner:cs-student"]
+    assert fake_coder.requests_log[2].body == {"transition": "delete"}
+    assert fake_coder.requests("GET", "/api/v2/workspaces")[0].query["limit"] == ["500"]
 
     for _ in range(10):
         if step(account, django_capture_on_commit_callbacks).status == AccountStatus.DELETED:
@@ -321,34 +324,36 @@ def run_queued_tasks(broker, capture) -> None:
 def test_class_of_300_is_deleted_within_minutes_under_coders_rate_limit(
     open_session, coder_account, fake_coder, broker, django_capture_on_commit_callbacks
 ):
-    """Each loop is one minute of the scheduler (expire + sweep); builds end within a minute.
+    """Each loop is one worker sweep (expire + deletion pass) and the tasks it queued.
 
     Coder limits 512 requests a minute per client and URL path (coderd/httpmw/ratelimit.go,
-    httprate.KeyByEndpoint): the busiest path of any minute must stay under it.
+    httprate.KeyByEndpoint), and the fake enforces it: no request may be refused, and the
+    shared listing route is asked a few times, not once per student.
     """
     for number in range(300):
         coder_account(open_session, f"cs-{number:03d}", phone=f"+1415550{number:04d}",
                       expires_at=timezone.now() - timedelta(seconds=1))
     fake_coder.build_polls = 0
-    per_minute = []
+    fake_coder.rate_limit_per_minute = 512
+    sweeps = 0
     while Account.objects.exclude(status=AccountStatus.DELETED).exists():
-        assert len(per_minute) < 10, f"still deleting after 10 minutes: {per_minute}"
-        before = len(fake_coder.requests_log)
+        assert sweeps < 4, "still deleting after 4 sweeps"
         with django_capture_on_commit_callbacks(execute=True):
-            expiry.expire_due()
-            deletion.redrive_due(timezone.now())
+            maintenance.sweep()
         run_queued_tasks(broker, django_capture_on_commit_callbacks)
-        paths = Counter(r.path for r in fake_coder.requests_log[before:])
-        per_minute.append(max(paths.values(), default=0))
-        # A minute passes.
+        sweeps += 1
+        # The poll interval passes.
         Account.objects.filter(status__in=DELETION_STATUSES).update(
             next_attempt_at=F("next_attempt_at") - timedelta(minutes=1)
         )
 
-    assert max(per_minute) <= 512, per_minute
-    assert len(per_minute) <= 8, per_minute
+    statuses = Counter(a.status for a in fake_coder.answers)
+    paths = Counter((r.method, r.path) for r in fake_coder.requests_log)
+    assert statuses[429] == 0, statuses
+    assert paths["GET", "/api/v2/workspaces"] <= 2 * sweeps, paths
     assert fake_coder.live_users(EMAIL_DOMAIN) == []
     assert not Account.objects.filter(phone__isnull=False).exists()
+    assert all(a.suspended_at for a in Account.objects.all())
 
 
 def test_cleanup_dry_run_lists_what_would_be_deleted_and_why(open_session, broker):
@@ -387,7 +392,7 @@ def test_cleanup_starts_the_pipeline_and_reports_counts(
 
     assert out.getvalue().splitlines()[:3] == [
         "Expired now: 1 account.",
-        "Steps sent to workers now: 0.",  # the new one was sent at once, nothing else is due
+        "Deletion pass: 0 suspended, 0 workspace checks, 0 users deleted, 0 errors.",
         "In the pipeline: suspending 1, deleting_workspaces 0, deleting_user 0; with an error: 0.",
     ]
     assert [t["func"] for t in queued_tasks(broker)] == [deletion.ADVANCE_TASK]
@@ -415,3 +420,34 @@ def test_a_student_who_renamed_themselves_is_still_suspended_and_deleted_with_wo
     searches = [r for r in fake_coder.requests("GET") if r.path == "/api/v2/workspaces"]
     [search] = {tuple(r.query["q"]) for r in searches}
     assert search == ("owner:my-new-name",)
+
+
+def test_one_worker_sweep_suspends_a_whole_class_at_expiry(
+    open_session, coder_account, fake_coder, broker, django_capture_on_commit_callbacks
+):
+    """Access ends at the sweep after expiry (seconds), for every student, no task needed.
+
+    Another class is mid-deletion at the same time: its workspace checks do not hold up the
+    suspensions, which come first in every pass.
+    """
+    fake_coder.rate_limit_per_minute = 512
+    for number in range(100):
+        coder_account(open_session, f"cs-busy{number:03d}", phone=f"+1415551{number:04d}",
+                      status=AccountStatus.DELETING_WORKSPACES, next_attempt_at=timezone.now(),
+                      deletion_requested_at=timezone.now(), deletion_reason=DeletionReason.ENDED)
+    expires = timezone.now() - timedelta(seconds=1)
+    for number in range(300):
+        coder_account(open_session, f"cs-{number:03d}", phone=f"+1415550{number:04d}",
+                      expires_at=expires)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        report = maintenance.sweep(batch=27)
+
+    assert report["expired"] == 300 and report["suspended"] == 300
+    class_of_300 = Account.objects.filter(coder_username__regex=r"^cs-\d{3}$")
+    assert all(a.suspended_at for a in class_of_300)
+    suspended = {u["username"] for u in fake_coder.live_users(EMAIL_DOMAIN)
+                 if u["status"] == "suspended"}
+    assert {f"cs-{n:03d}" for n in range(300)} <= suspended
+    assert queued_tasks(broker) == []
+    assert Counter(a.status for a in fake_coder.answers)[429] == 0

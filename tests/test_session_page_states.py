@@ -107,10 +107,10 @@ def test_the_roster_tells_the_page_its_state_so_it_reloads_when_it_changes(alice
 
 
 def test_the_estimate_uses_the_measured_pace_once_there_is_one(settings):
-    settings.CLEANUP_BATCH_SIZE = 80
+    settings.CLEANUP_CONCURRENCY = 8
     now = timezone.now()
     assert page_state.estimate_minutes(0, 10, now, now) == 0
-    # Nothing measured: 80 a tick, about 50 a minute, plus the fixed two minutes.
-    assert page_state.estimate_minutes(100, 0, None, now) == 2 + 2
+    # Nothing measured: 8 calls at once, about 240 a minute, plus the fixed two minutes.
+    assert page_state.estimate_minutes(500, 0, None, now) == 2 + 3
     # 10 deleted in 5 minutes: 2 a minute, so 20 more take 10 minutes (plus two).
     assert page_state.estimate_minutes(20, 10, now - timedelta(minutes=5), now) == 12

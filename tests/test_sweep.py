@@ -61,9 +61,10 @@ def test_lease_of_a_killed_worker_expires_and_the_step_runs_again(
         next_attempt_at=timezone.now() - timedelta(seconds=1)
     )
 
-    assert swept_tasks(broker, django_capture_on_commit_callbacks) == [(ADVANCE, (account.pk,))]
+    # The sweep's deletion pass runs the step itself: no task needed.
+    assert swept_tasks(broker, django_capture_on_commit_callbacks) == []
     account.refresh_from_db()
-    assert account.next_attempt_at is None  # marked as sent, so the next sweep does not repeat it
+    assert account.status == AccountStatus.DELETING_WORKSPACES and account.suspended_at
 
 
 def test_lease_still_running_is_left_alone(
@@ -103,9 +104,9 @@ def test_deletion_requested_during_provisioning_is_handed_over(
         open_session, deletion_requested_at=long_ago(), deletion_reason=DeletionReason.REVOKED
     )
 
-    assert swept_tasks(broker, django_capture_on_commit_callbacks) == [(ADVANCE, (account.pk,))]
+    assert swept_tasks(broker, django_capture_on_commit_callbacks) == []
     account.refresh_from_db()
-    assert account.status == AccountStatus.SUSPENDING
+    assert account.status == AccountStatus.DELETING_WORKSPACES and account.suspended_at
 
 
 @pytest.mark.parametrize("status", [AccountStatus.REQUESTED, AccountStatus.PROVISIONING])
@@ -170,6 +171,7 @@ def test_sweep_reports_what_it_redrove(open_session, coder_account, broker):
                   deletion_requested_at=long_ago(), deletion_reason=DeletionReason.DONE)
 
     assert maintenance.sweep() == {
-        "claims_released": 0, "provisioning": 0, "sms": 0, "deletion_started": 1,
-        "deletion_redriven": 1,
+        "claims_released": 0, "provisioning": 0, "sms": 0, "expired": 0, "deletion_started": 1,
+        "deletion_redriven": 1, "suspended": 1, "workspace_checks": 1, "users_deleted": 0,
+        "errors": 0,
     }

@@ -431,6 +431,15 @@ class LoggedRequest(NamedTuple):
     body: Any
 
 
+class Answered(NamedTuple):
+    """The status the fake answered a request with, and when (the fake's clock, seconds)."""
+
+    method: str
+    path: str
+    status: int
+    at: float
+
+
 @dataclass(frozen=True)
 class RecordedRequest:
     """A request with its query and headers, for tests that need more than `requests_log`."""
@@ -717,6 +726,7 @@ class FakeCoder(BaseFakeServer):
         self.deployment_id = str(uuid.uuid4())
         self._schema = _SchemaChecker(load_spec(spec_path))
         self._records: list[RecordedRequest] = []
+        self._answers: list[Answered] = []
         # coderd/coderd.go: apiRateLimiter, the /users login group's limiter and the /password
         # route's limiter are three httpmw.RateLimit instances, each with its own counters.
         self._limiters = {"api": _HttpRate(), "login": _HttpRate(), "password": _HttpRate()}
@@ -817,6 +827,7 @@ class FakeCoder(BaseFakeServer):
     def clear_log(self) -> None:
         with self._lock:
             self._records.clear()
+            self._answers.clear()
 
     def users_by_username(self) -> dict[str, dict[str, Any]]:
         """Live (not deleted) users, owner included, keyed by username."""
@@ -857,11 +868,25 @@ class FakeCoder(BaseFakeServer):
         return {"X-Coder-Build-Version": self.version}
 
     def dispatch(self, request: FakeRequest) -> FakeResponse:
+        response = self._dispatch(request)
+        with self._lock:
+            self._answers.append(
+                Answered(request.method, request.path, response.status, self.clock())
+            )
+        return response
+
+    def _dispatch(self, request: FakeRequest) -> FakeResponse:
         rule = self.take_failure(request.method, request.path)
         if rule is not None and not rule.after:
             return self._injected(rule)
         response = self._handle(request)
         return response if rule is None else self._injected(rule)
+
+    @property
+    def answers(self) -> list[Answered]:
+        """What the fake answered to each request, in order: (method, path, status, clock())."""
+        with self._lock:
+            return list(self._answers)
 
     def _handle(self, request: FakeRequest) -> FakeResponse:
         if not request.path.startswith(API_PREFIX + "/"):

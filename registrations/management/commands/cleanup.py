@@ -29,8 +29,12 @@ class Command(BaseCommand):
             return
         expired = expiry.expire_due(now)
         self.stdout.write(f"Expired now: {expired} account{'s' if expired != 1 else ''}.")
-        # Steps waiting for workspace deletions otherwise wait for the every-minute sweep.
-        self.stdout.write(f"Steps sent to workers now: {deletion.redrive_due(now)}.")
+        # One deletion pass now, rather than waiting for a worker's next sweep.
+        done = deletion.run_pass(now)
+        self.stdout.write(
+            f"Deletion pass: {done.suspended} suspended, {done.workspace_checks} workspace "
+            f"checks, {done.users_deleted} users deleted, {done.errors} errors."
+        )
         self._report_pipeline()
 
     def _list_plan(self, now: datetime) -> None:
@@ -68,8 +72,9 @@ class Command(BaseCommand):
         stuck = _requested().exclude(last_error="").count()
         self.stdout.write(f"In the pipeline: {parts}; with an error: {stuck}.")
         self.stdout.write(
-            f"Workers take up to {settings.CLEANUP_BATCH_SIZE} accounts at once; "
-            "the every-minute sweep sends the rest and polls workspace deletions."
+            f"Workers run a deletion pass every {settings.WORKER_SWEEP_SECONDS:g} s "
+            f"({settings.CLEANUP_CONCURRENCY} Coder calls at once); workspace deletions are "
+            f"checked every {settings.CLEANUP_POLL_SECONDS} s."
         )
 
 
