@@ -797,7 +797,9 @@ class FakeCoder(BaseFakeServer):
         template's Terraform (coderd/dynamicparameters), which the fake cannot.
         """
         with self._lock:
-            found = next(t for t in self._templates.values() if template in (t.id, t.name))
+            found = next((t for t in self._templates.values() if template in (t.id, t.name)), None)
+            if found is None:
+                raise ValueError(f"unknown template {template!r}")
             self._old_versions[found.active_version_id] = (found.id, found.parameters)
             found.active_version_id = str(uuid.uuid4())
             found.parameters = [_rich_parameter(p) for p in parameters]
