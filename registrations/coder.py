@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 IDEMPOTENT_METHODS = frozenset({"GET", "PUT", "DELETE", "HEAD", "OPTIONS"})
 NEVER = "0001-01-01T00:00:00Z"
 UNKNOWN_USER_MESSAGE = "must be an existing uuid or username"
+# The start of wsbuilder.go's messages for parameters it refuses (see ParametersRefused).
+PARAMETERS_REFUSED_MESSAGE = "Unable to validate parameter"
 PAGE_SIZE = 100
 # Coder caps no page size (coderd/pagination.go: limit 0 means all); big pages, few requests.
 LIST_PAGE_SIZE = 500
@@ -157,6 +159,15 @@ class UsernameTaken(Conflict):
 
 class WorkspaceExists(Conflict):
     """409 on creating a workspace: the owner already has one of that name."""
+
+
+class ParametersRefused(InvalidRequest):
+    """400 on creating a workspace: the template's parameters refuse the values we sent.
+
+    coderd/wsbuilder/wsbuilder.go answers "Unable to validate parameter \"NAME\"" (classic
+    parameter flow) or "Unable to validate parameters" (dynamic parameters), with the reason in
+    `detail` or `validations`: a required parameter missing, a value outside the options...
+    """
 
 
 class BuildActive(Conflict):
@@ -363,6 +374,68 @@ class Template:
             organization_id=_str(d, "organization_id"),
             active_version_id=_str(d, "active_version_id"),
             deprecated=bool(d.get("deprecated")),
+        )
+
+
+def _optional_int(value: object) -> int | None:
+    # validation_min/max are *int32 with omitempty: absent means "no bound", 0 is a bound.
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class TemplateParameterOption:
+    name: str
+    value: str
+    description: str = ""
+
+    @classmethod
+    def from_json(cls, data: object) -> TemplateParameterOption:
+        d = _mapping(data)
+        return cls(_str(d, "name"), _str(d, "value"), _str(d, "description"))
+
+
+@dataclass(frozen=True)
+class TemplateParameter:
+    """One rich parameter of a template version (codersdk.TemplateVersionParameter)."""
+
+    name: str
+    display_name: str = ""
+    description: str = ""
+    type: str = "string"
+    form_type: str = ""
+    mutable: bool = False
+    default_value: str = ""
+    required: bool = False
+    ephemeral: bool = False
+    options: tuple[TemplateParameterOption, ...] = ()
+    validation_min: int | None = None
+    validation_max: int | None = None
+    validation_regex: str = ""
+    validation_error: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.name
+
+    @classmethod
+    def from_json(cls, data: object) -> TemplateParameter:
+        d = _mapping(data)
+        return cls(
+            name=_str(d, "name"),
+            display_name=_str(d, "display_name"),
+            # Coder's description is Markdown; the plaintext one is what a form can show.
+            description=_str(d, "description_plaintext") or _str(d, "description"),
+            type=_str(d, "type") or "string",
+            form_type=_str(d, "form_type"),
+            mutable=bool(d.get("mutable")),
+            default_value=_str(d, "default_value"),
+            required=bool(d.get("required")),
+            ephemeral=bool(d.get("ephemeral")),
+            options=tuple(TemplateParameterOption.from_json(o) for o in _items(d.get("options"))),
+            validation_min=_optional_int(d.get("validation_min")),
+            validation_max=_optional_int(d.get("validation_max")),
+            validation_regex=_str(d, "validation_regex"),
+            validation_error=_str(d, "validation_error"),
         )
 
 
@@ -650,6 +723,11 @@ class CoderClient:
         templates = [Template.from_json(t) for t in _items(found)]
         return next((t for t in templates if t.name.lower() == name.lower()), None)
 
+    def template_rich_parameters(self, template_version_id: str) -> list[TemplateParameter]:
+        """GET /templateversions/{templateversion}/rich-parameters: the version's parameters."""
+        path = f"/templateversions/{_segment(template_version_id)}/rich-parameters"
+        return [TemplateParameter.from_json(p) for p in _items(self._json("GET", path))]
+
     def create_user(
         self,
         username: str,
@@ -780,7 +858,11 @@ class CoderClient:
         rich_parameter_values: Mapping[str, object] | Sequence[Mapping[str, object]] | None = None,
     ) -> Workspace:
         """POST /users/{user}/workspaces (201); in `organization`, POST
-        /organizations/{organization}/members/{user}/workspaces."""
+        /organizations/{organization}/members/{user}/workspaces.
+
+        Raises WorkspaceExists (409) for a name the owner already uses, ParametersRefused when
+        the template's parameters refuse `rich_parameter_values` (a required one missing...).
+        """
         body: dict[str, Any] = {"name": name, "template_id": template_id}
         if rich_parameter_values:
             body["rich_parameter_values"] = _parameter_list(rich_parameter_values)
@@ -789,7 +871,12 @@ class CoderClient:
         else:
             path = f"/users/{_segment(user)}/workspaces"
         exists = {Conflict: WorkspaceExists}
-        return Workspace.from_json(self._json("POST", path, json=body, narrow=exists))
+        try:
+            return Workspace.from_json(self._json("POST", path, json=body, narrow=exists))
+        except InvalidRequest as exc:
+            if exc.message.startswith(PARAMETERS_REFUSED_MESSAGE):
+                raise _rebuild(ParametersRefused, exc.__dict__) from exc
+            raise
 
     def get_workspace(self, workspace_id: str) -> Workspace | None:
         """GET /workspaces/{workspace}; None when unknown (404) or deleted (410)."""

@@ -55,6 +55,13 @@ def _e164(raw: str) -> str | None:
     return normalize_phone(typed) or (typed if _E164_SHAPE.fullmatch(typed) else None)
 
 
+def _string_mapping(value: object) -> bool:
+    """Coder takes parameter values as strings: {name: value}, both text."""
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
+
+
 class Session(models.Model):
     """One sitting of a class: a phrase students text, an enrollment window, an expiry."""
 
@@ -82,6 +89,13 @@ class Session(models.Model):
         max_length=128,
         blank=True,
         help_text="Coder template to create a workspace from for each student (optional).",
+    )
+    # {name: value} for the template's rich parameters, passed when each workspace is created.
+    # Checked against what Coder reports (registrations/template_parameters.py) when saved.
+    template_parameters = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Values for the Coder template's parameters, by parameter name.",
     )
     credentials_message = models.TextField(
         blank=True,
@@ -155,6 +169,8 @@ class Session(models.Model):
                     f"({clash.opens_at:%Y-%m-%d %H:%M}–{clash.closes_at:%H:%M} UTC) "
                     "overlaps this one. Choose another phrase or other times."
                 )
+        if not _string_mapping(self.template_parameters):
+            errors["template_parameters"] = "Template parameters must map names to text values."
         from registrations.texts import session_override_errors
 
         errors.update(session_override_errors(self))

@@ -34,6 +34,7 @@ from registrations.coder import (
     CoderClient,
     CoderError,
     InvalidRequest,
+    ParametersRefused,
     User,
     UserGone,
     UsernameTaken,
@@ -280,14 +281,37 @@ def _ensure_workspace(account: Account) -> str:
         return f"Coder template “{name}” not found: no workspace was created."
     try:
         # By id: the student may rename themselves in Coder the moment they log in.
-        client.create_workspace(account.coder_user_id, template.name, template.id)
+        client.create_workspace(
+            account.coder_user_id,
+            template.name,
+            template.id,
+            rich_parameter_values=account.session.template_parameters or None,
+        )
     except WorkspaceExists:
         return ""  # already created by an earlier attempt
+    except ParametersRefused as exc:
+        # The template changed since the session was saved (a new required parameter, an
+        # option gone): every student of the session would get an account without the
+        # workspace the class needs. Fail loudly instead: the student is told, the
+        # instructors get the failure digest, and a retry once the session is fixed adopts
+        # the user created here.
+        raise PermanentFailure(parameters_refused_text(name, exc)) from exc
     except CoderError as exc:
         if exc.retryable:
             raise
         return f"Workspace not created: {exc}"
     return ""
+
+
+def parameters_refused_text(template: str, exc: CoderError) -> str:
+    """What admin shows for a workspace Coder refused for its template parameters."""
+    reasons = [exc.detail] if exc.detail else []
+    reasons += [f"{v.get('field', '?')}: {v.get('detail', '')}" for v in exc.validations]
+    why = f"{exc.message} ({'; '.join(reasons)})" if reasons else exc.message
+    return (
+        f"No workspace: Coder refused the parameters for template “{template}”: {why}. "
+        "Set the template parameters in the session's form, then retry the failed accounts."
+    )
 
 
 def _activate(account: Account, note: str) -> bool:

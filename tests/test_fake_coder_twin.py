@@ -7,6 +7,7 @@ source before touching the fake: the fake must never be bent to agree with the a
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -652,3 +653,123 @@ def test_a_student_logs_in_with_what_the_sms_says(api: Api, fake: FakeCoder) -> 
     assert recent(api("GET", f"/users/{user['id']}").json()["last_seen_at"])
     assert log_in(fake.url, "cs-k7pw3m", "k7pw-m3rt-q9zx").status_code == 400
     assert not logs_in(fake.url, SMS.replace("k7pw-m3rt-q9zx", "wrong-pass-word1"))
+
+
+# Template parameters: coderd/templateversions.go templateVersionRichParameters, and the first
+# build's checks in coderd/wsbuilder/wsbuilder.go getClassicParameters with
+# codersdk/richparameters.go and terraform-provider-coder's Validation.Valid.
+
+LAB_PARAMETERS = [
+    {"name": "region", "display_name": "Region", "options": [{"value": "eu"}, {"value": "us"}]},
+    {
+        "name": "cpus",
+        "type": "number",
+        "default_value": "2",
+        "validation_min": 1,
+        "validation_max": 4,
+    },
+    {
+        "name": "repo",
+        "default_value": "https://example.com/lab",
+        "validation_regex": "^https://",
+        "validation_error": "Use an https URL",
+    },
+]
+
+
+def create_workspace(api: Api, template_id: str, values: list[dict[str, str]]) -> requests.Response:
+    owner = api.create_user(f"ws-{uuid.uuid4().hex[:12]}")
+    body = {"name": "lab", "template_id": template_id, "rich_parameter_values": values}
+    return api("POST", f"/users/{owner['id']}/workspaces", json=body)
+
+
+def test_rich_parameters_are_listed_by_template_version(api: Api, fake: FakeCoder) -> None:
+    first = fake.add_template("lab")
+    template = fake.set_template_parameters("lab", LAB_PARAMETERS)
+    assert template["use_classic_parameter_flow"] is True
+    assert template["active_version_id"] != first["active_version_id"]
+    response = api("GET", f"/templateversions/{template['active_version_id']}/rich-parameters")
+    assert response.status_code == 200, response.text
+    region, cpus, repo = response.json()
+    assert (region["name"], region["display_name"], region["required"]) == (
+        "region",
+        "Region",
+        True,
+    )
+    assert [o["value"] for o in region["options"]] == ["eu", "us"]
+    # omitempty: no bound means no key at all; a default makes a parameter optional.
+    assert "validation_min" not in region and "display_name" not in cpus
+    assert (cpus["validation_min"], cpus["validation_max"], cpus["required"]) == (1, 4, False)
+    assert repo["options"] == [] and repo["validation_regex"] == "^https://"
+    # The version the template had before is still there, without parameters.
+    old = api("GET", f"/templateversions/{first['active_version_id']}/rich-parameters")
+    assert old.status_code == 200 and old.json() == []
+
+
+def test_rich_parameters_of_a_malformed_or_unknown_version(api: Api) -> None:
+    assert api("GET", "/templateversions/nope/rich-parameters").json()["message"] == (
+        'Invalid UUID "nope".'
+    )
+    unknown = api("GET", f"/templateversions/{NIL_UUID}/rich-parameters")
+    assert unknown.status_code == 404
+
+
+def test_a_missing_required_parameter_refuses_the_workspace(api: Api, fake: FakeCoder) -> None:
+    fake.add_template("lab")
+    template = fake.set_template_parameters("lab", LAB_PARAMETERS)
+    response = create_workspace(api, template["id"], [])
+    assert response.status_code == 400
+    assert response.json() == {
+        "message": 'Unable to validate parameter "region"',
+        "detail": 'Parameter "region" is required but not provided',
+    }
+    response = create_workspace(api, template["id"], [{"name": "region", "value": ""}])
+    assert response.json()["detail"] == (
+        'can\'t validate build parameter "Region": parameter value is required'
+    )
+
+
+def test_values_outside_options_bounds_or_pattern_are_refused(api: Api, fake: FakeCoder) -> None:
+    fake.add_template("lab")
+    template = fake.set_template_parameters("lab", LAB_PARAMETERS)
+    region = {"name": "region", "value": "eu"}
+    cases = [
+        (
+            [{"name": "region", "value": "asia"}],
+            "region",
+            'can\'t validate build parameter "Region": parameter value must match one of '
+            "options: [eu us]",
+        ),
+        (
+            [region, {"name": "cpus", "value": "9"}],
+            "cpus",
+            'can\'t validate build parameter "cpus": value 9 is more than the maximum 4',
+        ),
+        (
+            [region, {"name": "cpus", "value": "two"}],
+            "cpus",
+            'can\'t validate build parameter "cpus": value "two" is not a number',
+        ),
+        (
+            [region, {"name": "repo", "value": "git@x"}],
+            "repo",
+            'can\'t validate build parameter "repo": Use an https URL '
+            '(value "git@x" does not match "^https://")',
+        ),
+    ]
+    for values, name, detail in cases:
+        response = create_workspace(api, template["id"], values)
+        assert response.status_code == 400, values
+        assert response.json() == {
+            "message": f'Unable to validate parameter "{name}"',
+            "detail": detail,
+        }
+
+
+def test_valid_values_build_and_unknown_names_are_ignored(api: Api, fake: FakeCoder) -> None:
+    fake.add_template("lab")
+    template = fake.set_template_parameters("lab", LAB_PARAMETERS)
+    values = [{"name": "region", "value": "us"}, {"name": "colour", "value": "red"}]
+    response = create_workspace(api, template["id"], values)
+    assert response.status_code == 201, response.text
+    assert response.json()["template_use_classic_parameter_flow"] is True

@@ -33,6 +33,7 @@ class SessionForm(forms.ModelForm[Session]):
             "warn_minutes",
             "capacity",
             "coder_template",
+            "template_parameters",
             "credentials_message",
             "warning_message",
         ]

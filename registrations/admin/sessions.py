@@ -9,10 +9,11 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django_stubs_ext import StrOrPromise, WithAnnotations
@@ -20,6 +21,7 @@ from django_stubs_ext import StrOrPromise, WithAnnotations
 from registrations import session_lifecycle, zones
 from registrations.admin.classrooms import THEN_SESSION
 from registrations.admin.common import integration_warnings
+from registrations.admin.parameter_fields import fragment, parameters_field
 from registrations.admin.roster import accounts_to_delete, still_in_coder
 from registrations.admin.scoping import ScopedAdmin, classrooms_for
 from registrations.admin.session_form import SessionForm, template_field, time_zone_field
@@ -102,7 +104,7 @@ class SessionAdmin(SessionPageMixin, ScopedAdmin[Session]):
                 "it here moves every student's, and a time already past ends the session now.",
             },
         ),
-        ("Accounts", {"fields": ("capacity", "coder_template")}),
+        ("Accounts", {"fields": ("capacity", "coder_template", "template_parameters")}),
         (
             "Messages",
             {
@@ -147,7 +149,24 @@ class SessionAdmin(SessionPageMixin, ScopedAdmin[Session]):
         return format_html('<a href="{}">Session page</a>', self.page_url(obj))
 
     def get_urls(self) -> list[URLPattern]:
-        return self.page_urls() + super().get_urls()
+        parameters = path(
+            "template-parameters/",
+            self.admin_site.admin_view(self.template_parameters_view),
+            name="registrations_session_template_parameters",
+        )
+        return [parameters, *self.page_urls(), *super().get_urls()]
+
+    def template_parameters_view(self, request: HttpRequest) -> HttpResponse:
+        """The inputs for a template's parameters (staff-only HTML the change form swaps in)."""
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            raise PermissionDenied
+        template = request.GET.get("template", "")[:128]
+        session = None
+        if request.GET.get("session", "").isdigit():
+            session = self.get_object(request, request.GET["session"])
+        stored_template = session.coder_template if session else ""
+        stored = session.template_parameters if session else {}
+        return HttpResponse(fragment(template, stored_template, stored))
 
     def save_model(self, request: HttpRequest, obj: Session, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
@@ -180,7 +199,20 @@ class SessionAdmin(SessionPageMixin, ScopedAdmin[Session]):
             form.base_fields["coder_template"] = template_field(obj.coder_template if obj else "")
         if "time_zone" in form.base_fields:
             form.base_fields["time_zone"] = time_zone_field(obj.time_zone if obj else "")
+        if "template_parameters" in form.base_fields:
+            form.base_fields["template_parameters"] = self.template_parameters_field(request, obj)
         return form
+
+    @staticmethod
+    def template_parameters_field(request: HttpRequest, obj: Session | None) -> forms.Field:
+        """The parameters of the template being saved (the posted one), else the session's."""
+        stored_template = obj.coder_template if obj else ""
+        template = stored_template
+        if request.method == "POST" and "coder_template" in request.POST:
+            template = request.POST["coder_template"].strip()
+        stored = obj.template_parameters if obj and template == stored_template else {}
+        must_check = obj is None or template != stored_template
+        return parameters_field(template, stored, must_check=must_check)
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         """Opens now, closes after the default window, expires after the default lifetime."""

@@ -470,6 +470,10 @@ class _Template:
     deprecated: bool
     default_ttl_ms: int
     created_at: datetime
+    # The active version's rich parameters, as GET .../rich-parameters renders them, and the
+    # template's use_classic_parameter_flow (see set_template_parameters).
+    parameters: list[dict[str, Any]] = field(default_factory=list)
+    classic_parameter_flow: bool = False
 
 
 @dataclass
@@ -676,6 +680,11 @@ ROUTES = (
     _route("GET", r"/workspaces/" + SEG.format("workspace") + r"/builds", "_list_builds"),
     _route("POST", r"/workspaces/" + SEG.format("workspace") + r"/builds", "_create_build"),
     _route("GET", r"/workspacebuilds/" + SEG.format("build"), "_get_build"),
+    _route(
+        "GET",
+        r"/templateversions/" + SEG.format("version") + r"/rich-parameters",
+        "_template_version_rich_parameters",
+    ),
 )
 
 
@@ -736,6 +745,8 @@ class FakeCoder(BaseFakeServer):
         self._users: dict[str, _User] = {}
         self._workspaces: dict[str, _Workspace] = {}
         self._builds: dict[str, _Build] = {}
+        # Versions no longer active, by id: (template id, rich parameters).
+        self._old_versions: dict[str, tuple[str, list[dict[str, Any]]]] = {}
         now = _now()
         self._orgs[DEFAULT_ORG_ID] = _Org(DEFAULT_ORG_ID, "coder", "Coder", True, now)
         self.owner = self._add_user(
@@ -783,6 +794,27 @@ class FakeCoder(BaseFakeServer):
             )
             self._templates[template.id] = template
             return self._template_json(template)
+
+    def set_template_parameters(
+        self, template: str, parameters: list[dict[str, Any]], *, classic_flow: bool = True
+    ) -> dict[str, Any]:
+        """Push a new active version of `template` (name or id) with these rich parameters.
+
+        Each parameter is a dict of codersdk.TemplateVersionParameter fields; left out are
+        filled in as the Terraform provider does (coder_parameter: `required` is true exactly
+        when there is no default, `type` is "string"). The fake checks build parameters only on
+        the classic parameter flow (codersdk/richparameters.go): the dynamic flow renders the
+        template's Terraform (coderd/dynamicparameters), which the fake cannot.
+        """
+        with self._lock:
+            found = next((t for t in self._templates.values() if template in (t.id, t.name)), None)
+            if found is None:
+                raise ValueError(f"unknown template {template!r}")
+            self._old_versions[found.active_version_id] = (found.id, found.parameters)
+            found.active_version_id = str(uuid.uuid4())
+            found.parameters = [_rich_parameter(p) for p in parameters]
+            found.classic_parameter_flow = classic_flow
+            return self._template_json(found)
 
     def add_user(
         self,
@@ -1330,7 +1362,7 @@ class FakeCoder(BaseFakeServer):
             },
             "max_port_share_level": "owner",
             "cors_behavior": "simple",
-            "use_classic_parameter_flow": False,
+            "use_classic_parameter_flow": template.classic_parameter_flow,
         }
 
     def _build_json(self, build: _Build) -> dict[str, Any]:
@@ -1404,7 +1436,9 @@ class FakeCoder(BaseFakeServer):
             "template_active_version_id": template.active_version_id if template else NIL_UUID,
             "template_require_active_version": False,
             "template_allow_user_cancel_workspace_jobs": False,
-            "template_use_classic_parameter_flow": False,
+            "template_use_classic_parameter_flow": bool(
+                template and template.classic_parameter_flow
+            ),
             "latest_build": self._build_json(workspace.latest),
             "latest_app_status": None,
             "outdated": False,
@@ -1939,6 +1973,8 @@ class FakeCoder(BaseFakeServer):
                     _validation("name", "This value is already in use and should be unique.")
                 ],
             )
+        if template.classic_parameter_flow:
+            _check_build_parameters(template.parameters, body.get("rich_parameter_values") or [])
         workspace = self._add_workspace(owner, template, body)
         return FakeResponse(201, self._workspace_json(workspace))
 
@@ -2101,6 +2137,176 @@ class FakeCoder(BaseFakeServer):
             raise ApiError(404, "Resource not found or you do not have access to this resource")
         self._stage_now(found, observe=True)
         return FakeResponse(200, self._build_json(found))
+
+    def _template_version_rich_parameters(
+        self, request: FakeRequest, actor: _User | None, headers: dict[str, str], version: str
+    ) -> FakeResponse:
+        """coderd/templateversions.go templateVersionRichParameters.
+
+        httpmw/templateversionparam.go ExtractTemplateVersionParam: a malformed id is 400, an
+        unknown one 404. The fake's versions have always finished importing, so the handler's
+        "Job hasn't completed!" never applies.
+        """
+        if not _is_uuid(version):
+            raise ApiError(400, f'Invalid UUID "{version}".')
+        version_id = str(uuid.UUID(version))
+        active = next(
+            (t for t in self._templates.values() if t.active_version_id == version_id), None
+        )
+        if active is not None:
+            parameters = active.parameters
+        elif version_id in self._old_versions:
+            parameters = self._old_versions[version_id][1]
+        else:
+            raise ApiError(404, "Resource not found or you do not have access to this resource")
+        return FakeResponse(200, [dict(p) for p in parameters])
+
+
+def _rich_parameter(given: dict[str, Any]) -> dict[str, Any]:
+    """A codersdk.TemplateVersionParameter as JSON (codersdk/templateversions.go): omitempty
+    on display_name, validation_error/regex/min/max/monotonic; options never null."""
+    has_default = "default_value" in given
+    parameter: dict[str, Any] = {
+        "name": given["name"],
+        "description": given.get("description", ""),
+        "description_plaintext": given.get("description", ""),
+        "type": given.get("type", "string"),
+        "form_type": given.get("form_type", "input"),
+        "mutable": given.get("mutable", False),
+        "default_value": given.get("default_value", ""),
+        "icon": "",
+        "options": [
+            {"name": o.get("name", o["value"]), "description": "", "value": o["value"], "icon": ""}
+            for o in given.get("options", [])
+        ],
+        # terraform-provider-coder provider/parameter.go: required is computed, true exactly
+        # when the parameter has no default.
+        "required": given.get("required", not has_default),
+        "ephemeral": given.get("ephemeral", False),
+    }
+    for key in ("display_name", "validation_error", "validation_regex", "validation_monotonic"):
+        if given.get(key):
+            parameter[key] = given[key]
+    for key in ("validation_min", "validation_max"):
+        if given.get(key) is not None:
+            parameter[key] = given[key]
+    return parameter
+
+
+def _go_quote(value: str) -> str:
+    """Go's %q for the plain strings parameter names and values are."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+_GO_ATOI = re.compile(r"[+-]?[0-9]+")
+
+
+def _check_build_parameters(parameters: list[dict[str, Any]], values: list[Any]) -> None:
+    """coderd/wsbuilder/wsbuilder.go getClassicParameters, for a workspace's first build.
+
+    Each template parameter in turn goes through codersdk.ParameterResolver.ValidateResolve
+    (codersdk/richparameters.go); the first refusal is a BuildError{400, "Unable to validate
+    parameter %q", err}, written by httperror/wsbuild.go WriteWorkspaceBuildError with the
+    error as detail. Values naming no parameter of the template are ignored, not refused.
+    """
+    for parameter in parameters:
+        name = parameter["name"]
+        # findNewBuildParameterValue: the first value of that exact name.
+        given = next((v for v in values if isinstance(v, dict) and v.get("name") == name), None)
+        if parameter["required"] and given is None:
+            problem = f"Parameter {_go_quote(name)} is required but not provided"
+        else:
+            current = given.get("value", "") if given is not None else parameter["default_value"]
+            problem = _build_parameter_problem(parameter, current)
+            if problem:
+                label = parameter.get("display_name") or name
+                problem = f"can't validate build parameter {_go_quote(label)}: {problem}"
+        if problem:
+            raise ApiError(400, f"Unable to validate parameter {_go_quote(name)}", problem)
+
+
+def _build_parameter_problem(parameter: dict[str, Any], current: str) -> str | None:
+    """codersdk/richparameters.go validateBuildParameter (no previous build: a first build)."""
+    if parameter["required"] and current == "":
+        return "parameter value is required"
+    if current == "":
+        current = parameter["default_value"]
+    options = [o["value"] for o in parameter["options"]]
+    if options and not _in_option_set(parameter, options, current):
+        # Go's %s of a []string: "[a b c]".
+        return f"parameter value must match one of options: [{' '.join(options)}]"
+    kind = parameter["type"]
+    enabled = (
+        parameter.get("validation_regex")
+        or parameter.get("validation_min") is not None
+        or parameter.get("validation_max") is not None
+        or parameter.get("validation_monotonic")
+        or kind in ("bool", "list(string)")
+    )
+    return _provider_validation_problem(parameter, kind, current) if enabled else None
+
+
+def _in_option_set(parameter: dict[str, Any], options: list[str], value: str) -> bool:
+    """richparameters.go inOptionSet: a multi-select list(string) checks each JSON item."""
+    if parameter["type"] != "list(string)" or parameter.get("form_type") != "multi-select":
+        return value in options
+    try:
+        checks = json.loads(value)
+    except ValueError:
+        return False
+    return isinstance(checks, list) and all(c in options for c in checks)
+
+
+def _provider_validation_problem(parameter: dict[str, Any], kind: str, value: str) -> str | None:
+    """terraform-provider-coder provider/parameter.go Validation.Valid (no previous value)."""
+    low, high = parameter.get("validation_min"), parameter.get("validation_max")
+    regex, error = parameter.get("validation_regex", ""), parameter.get("validation_error", "")
+    if kind != "number":
+        if low is not None:
+            return f"a min cannot be specified for a {kind} type"
+        if high is not None:
+            return f"a max cannot be specified for a {kind} type"
+    if kind != "string" and regex:
+        return f"a regex cannot be specified for a {kind} type"
+    if kind == "bool" and value not in ("true", "false"):
+        return 'boolean value can be either "true" or "false"'
+    if kind == "string" and regex:
+        if not error:
+            return "an error must be specified with a regex validation"
+        if re.search(regex, value) is None:  # Go's MatchString: anywhere in the value
+            return f"{error} (value {_go_quote(value)} does not match {_go_quote(regex)})"
+    if kind == "number":
+        return _number_problem(value, low, high, error)
+    if kind == "list(string)":
+        try:
+            items = json.loads(value)
+        except ValueError:
+            items = None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            return f"value {_go_quote(value)} is not valid list of strings"
+    return None
+
+
+def _number_problem(value: str, low: int | None, high: int | None, error: str) -> str | None:
+    """Validation.Valid's number case; errorRendered (the template's own error) comes first."""
+
+    def rendered(fallback: str) -> str:
+        if not error:
+            return fallback
+        return (
+            error.replace("{min}", str(low or 0))
+            .replace("{max}", str(high or 0))
+            .replace("{value}", value)
+        )
+
+    if not _GO_ATOI.fullmatch(value):  # strconv.Atoi
+        return rendered(f"value {_go_quote(value)} is not a number")
+    number = int(value)
+    if low is not None and number < low:
+        return rendered(f"value {number} is less than the minimum {low}")
+    if high is not None and number > high:
+        return rendered(f"value {number} is more than the maximum {high}")
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from registrations import coder, roster_export, session_lifecycle
+from registrations import coder, roster_export, session_lifecycle, template_parameters
 from registrations.checks import missing_coder_settings
 from registrations.models import Account, AccountStatus, Session, SessionState
 from registrations.session_lifecycle import (
@@ -48,6 +48,14 @@ def positive_int(value: str) -> int:
     return number
 
 
+def parameter(value: str) -> tuple[str, str]:
+    """Parse NAME=VALUE (the value may contain "=", and may be empty: the default)."""
+    name, equals, text = value.partition("=")
+    if not equals or not name.strip():
+        raise ArgumentTypeError(f"“{value}” is not NAME=VALUE")
+    return name.strip(), text
+
+
 def local_minute(iso: str) -> str:
     """Show an ISO time in the server's time zone, to the minute."""
     return f"{timezone.localtime(datetime.fromisoformat(iso)):%Y-%m-%d %H:%M}"
@@ -67,6 +75,7 @@ def session_row(session: Session, counts: dict[str, int], logged_in: int = 0) ->
         "ended_at": session.ended_at.isoformat() if session.ended_at else None,
         "capacity": session.capacity,
         "template": session.coder_template,
+        "template_parameters": session.template_parameters,
         "accounts": {status: counts.get(status, 0) for status in AccountStatus.values},
         "accounts_total": sum(counts.values()),
         # Students Coder has seen log in (from Coder's last_seen_at, polled every minute).
@@ -115,6 +124,15 @@ class Command(BaseCommand):
         )
         create.add_argument("--capacity", type=positive_int, help="Most students (default 100).")
         create.add_argument("--template", default="", help="Coder template for workspaces.")
+        create.add_argument(
+            "--parameter",
+            dest="parameters",
+            type=parameter,
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="A value for one of the template's parameters (repeatable); checked with Coder.",
+        )
 
         listing = sub.add_parser("list", help="List sessions (a table, or JSON).")
         listing.add_argument("--json", action="store_true", help="Print one JSON array.")
@@ -147,7 +165,11 @@ class Command(BaseCommand):
             expires_at=options["expires"],
             lifetime_minutes=options["lifetime_minutes"],
         )
-        fields: dict[str, Any] = {"coder_template": self.checked_template(options["template"])}
+        template = self.checked_template(options["template"])
+        fields: dict[str, Any] = {
+            "coder_template": template,
+            "template_parameters": self.checked_parameters(template, dict(options["parameters"])),
+        }
         if options["capacity"] is not None:
             fields["capacity"] = options["capacity"]
         try:
@@ -164,7 +186,7 @@ class Command(BaseCommand):
         copied = "classroom owner opens closes enroll_minutes expires lifetime_minutes capacity"
         given = [name for name in copied.split() if options[name] is not None] + (
             ["template"] if options["template"] else []
-        )
+        ) + (["parameter"] if options["parameters"] else [])
         if given:
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
             raise CommandError(f"--from copies the session's settings; drop {flags}.")
@@ -202,6 +224,27 @@ class Command(BaseCommand):
         if found is None:
             raise CommandError(f"Coder has no template named “{name}”.")
         return found.name
+
+    def checked_parameters(self, template: str, values: dict[str, str]) -> dict[str, str]:
+        """Check the values against the template's parameters, as the admin form does; only
+        warn when Coder cannot be asked (as for the template itself)."""
+        if not template:
+            if values:
+                raise CommandError("--parameter needs --template.")
+            return {}
+        if missing_coder_settings():
+            if values:
+                self.stderr.write("Coder is not configured: the parameters are not checked.")
+            return {name: value for name, value in values.items() if value != ""}
+        try:
+            return template_parameters.check(template, values)
+        except ValidationError as exc:
+            raise CommandError(
+                f"Template “{template}” parameters:\n{validation_text(exc)}"
+            ) from exc
+        except coder.CoderError as exc:
+            self.stderr.write(f"Could not check the parameters with Coder ({exc}); keeping them.")
+            return {name: value for name, value in values.items() if value != ""}
 
     def handle_list(self, **options: Any) -> None:
         counts: dict[int, dict[str, int]] = {}
