@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("registrations", "0009_login_throttle"),
+        ("registrations", "0010_coder_route_window"),
     ]
 
     operations = [
