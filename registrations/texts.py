@@ -149,6 +149,11 @@ def is_gsm7(text: str) -> bool:
     return all(c in GSM7_BASIC or c in GSM7_EXTENDED for c in text)
 
 
+def outside_gsm7(text: str) -> list[str]:
+    """List the characters that make the text UCS-2, each once, in order of appearance."""
+    return list(dict.fromkeys(c for c in text if c not in GSM7_BASIC and c not in GSM7_EXTENDED))
+
+
 def segments(text: str) -> int:
     """Count the SMS segments the text needs, as carriers split it."""
     if is_gsm7(text):

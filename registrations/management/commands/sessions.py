@@ -67,6 +67,8 @@ def session_row(session: Session, counts: dict[str, int], logged_in: int = 0) ->
         "ended_at": session.ended_at.isoformat() if session.ended_at else None,
         "capacity": session.capacity,
         "template": session.coder_template,
+        # The language of the students' SMS (a code of STUDENT_LANGUAGES, e.g. "es").
+        "language": session.language,
         "accounts": {status: counts.get(status, 0) for status in AccountStatus.values},
         "accounts_total": sum(counts.values()),
         # Students Coder has seen log in (from Coder's last_seen_at, polled every minute).
@@ -115,6 +117,13 @@ class Command(BaseCommand):
         )
         create.add_argument("--capacity", type=positive_int, help="Most students (default 100).")
         create.add_argument("--template", default="", help="Coder template for workspaces.")
+        languages = ", ".join(f"{code} ({name})" for code, name in settings.STUDENT_LANGUAGES)
+        create.add_argument(
+            "--language",
+            choices=[code for code, _ in settings.STUDENT_LANGUAGES],
+            help=f"Language of the students' SMS: {languages}; "
+            f"default {settings.DEFAULT_STUDENT_LANGUAGE}.",
+        )
 
         listing = sub.add_parser("list", help="List sessions (a table, or JSON).")
         listing.add_argument("--json", action="store_true", help="Print one JSON array.")
@@ -150,6 +159,8 @@ class Command(BaseCommand):
         fields: dict[str, Any] = {"coder_template": self.checked_template(options["template"])}
         if options["capacity"] is not None:
             fields["capacity"] = options["capacity"]
+        if options["language"] is not None:
+            fields["language"] = options["language"]
         try:
             # One transaction: a refused session leaves no new, empty classroom behind.
             with transaction.atomic():
@@ -161,7 +172,9 @@ class Command(BaseCommand):
 
     def duplicate(self, options: dict[str, Any]) -> None:
         """`create --from ID`: copy the session; options it would ignore are refused instead."""
-        copied = "classroom owner opens closes enroll_minutes expires lifetime_minutes capacity"
+        copied = (
+            "classroom owner opens closes enroll_minutes expires lifetime_minutes capacity language"
+        )
         given = [name for name in copied.split() if options[name] is not None] + (
             ["template"] if options["template"] else []
         )
@@ -224,7 +237,7 @@ class Command(BaseCommand):
         self.write_table(rows)
 
     def write_table(self, rows: list[dict[str, Any]]) -> None:
-        header = ("ID", "CLASSROOM", "OWNER", "PHRASE", "STATE", "CLOSES", "EXPIRES", "JOINED")
+        header = tuple("ID CLASSROOM OWNER PHRASE STATE CLOSES EXPIRES JOINED LANG".split())
         lines = [header] + [
             (
                 str(row["id"]),
@@ -235,6 +248,7 @@ class Command(BaseCommand):
                 local_minute(row["closes_at"]),
                 local_minute(row["expires_at"]),
                 f"{row['accounts_total']}/{row['capacity']}",
+                row["language"],
             )
             for row in rows
         ]
