@@ -262,13 +262,14 @@ def test_a_long_username_still_fits_the_spanish_goodbye_and_new_expiry(spanish):
         assert texts.is_gsm7(text) and texts.segments(text) == 1
 
 
-def test_every_spanish_text_differs_from_the_english(open_session):
-    # A missing or uncompiled catalogue would silently send English.
+@pytest.mark.parametrize("language", [code for code in LANGUAGES if code != "en"])
+def test_every_text_is_translated(language, open_session):
+    # A missing text, or an uncompiled catalogue, would silently send English.
     account = make_account(open_session, coder_username="cs-k7pw3m", expires_at=EXPIRES)
     english = _every_text(account)
-    open_session.language = "es"
-    spanish = _every_text(account)
-    assert [name for name in english if english[name] == spanish[name]] == []
+    open_session.language = language
+    translated = _every_text(account)
+    assert [name for name in english if english[name] == translated[name]] == []
 
 
 def _fields(text: str) -> set[str]:
