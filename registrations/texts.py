@@ -48,16 +48,16 @@ CREDENTIALS_PLACEHOLDERS = ("url", "email", "username", "password", "expires")
 CREDENTIALS_REQUIRED = ("email", "password")
 WARNING_PLACEHOLDERS = ("url", "username", "expires", "minutes")
 
-# Translators: every text below is one SMS. Keep each to GSM-7 (é, è, ñ, ü, ¿, ¡ are in it;
+# For translators: every text below is one SMS. Keep each to GSM-7 (é, è, ñ, ü, ¿, ¡ are in it;
 # á, í, ó, ú are not and make the SMS UCS-2, 70 characters a segment) and to the length of the
 # English; tests/test_student_language.py checks the budgets. Keep {placeholders} as they are.
 
 # Fullest first; the first that fits one segment is sent (a long Coder URL needs the terse one).
 # The labels are the ones on Coder's login form, so a student knows what goes where.
 CREDENTIALS_DEFAULTS: tuple[StrOrPromise, ...] = (
-    # Translators: keep the labels "Email" and "Password": they are those of Coder's login
-    # form, which is in English.
     _(
+        # Translators: keep the labels "Email" and "Password": they are those of Coder's
+        # login form, which is in English.
         "Your Coder account is ready.\n{url}\nEmail: {email}\nPassword: {password}\n"
         "Expires {expires}"
     ),
