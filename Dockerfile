@@ -12,14 +12,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 RUN useradd --create-home --uid 1000 app
 
-# The same steps `make run` takes: a venv from requirements.txt, then collectstatic.
+# The same steps `make run` takes: a venv from requirements.txt, the translations of students'
+# SMS compiled (`make messages`), then collectstatic.
 COPY requirements.txt .
 RUN python -m venv .venv \
     && .venv/bin/python -m pip install --no-cache-dir --upgrade pip \
     && .venv/bin/python -m pip install --no-cache-dir -r requirements.txt
 
 COPY . .
-RUN SECRET_KEY=build-only ENV_FILE= python manage.py collectstatic --noinput --verbosity 0 \
+RUN pybabel -q compile -d locale -D django \
+    && SECRET_KEY=build-only ENV_FILE= python manage.py collectstatic --noinput --verbosity 0 \
     && mkdir -p var && chown -R app:app /app/var
 
 USER app

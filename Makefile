@@ -12,7 +12,7 @@ TWILIO_PORT ?= 7090
 # environment (many shells export USERNAME).
 cli = $(if $(filter command line,$(origin $(1))),$($(1)))
 
-.PHONY: run test venv superuser instructor lint drills bench fake-services clean
+.PHONY: run test venv messages superuser instructor lint drills bench fake-services clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,12 @@ $(STAMP): requirements.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# The translations of students' SMS: locale/<lang>/LC_MESSAGES/django.po compiled to .mo (not
+# committed). Babel, not Django's compilemessages: that needs GNU gettext's msgfmt, which a
+# fresh machine with only Python lacks.
+messages: $(STAMP)
+	$(BIN)/pybabel -q compile -d locale -D django
+
 # A local-development .env on first run: DEBUG on and a generated SECRET_KEY.
 .env:
 	@echo "# Created by 'make run' for local development. See .env.example for every setting." > $@
@@ -30,16 +36,16 @@ $(STAMP): requirements.txt
 	@echo "SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" >> $@
 	@echo "Wrote a development .env (DEBUG=1, fresh SECRET_KEY)."
 
-run: $(STAMP) .env
+run: $(STAMP) .env messages
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py setup_schedules
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	PORT=$(PORT) exec scripts/run
 
-test: $(STAMP)
+test: $(STAMP) messages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-drills: $(STAMP)
+drills: $(STAMP) messages
 	$(BIN)/python -m pytest -m drills
 
 superuser: $(STAMP) .env

@@ -38,7 +38,10 @@ USE_TZ = True
 # Display formats that name the zone of every time shown (classroom_sms/formats).
 FORMAT_MODULE_PATH = ["classroom_sms.formats"]
 USE_I18N = True
+# The admin is in English; students' SMS are in their session's language (below).
 LANGUAGE_CODE = "en-us"
+# Our translations (locale/<code>/LC_MESSAGES/django.po), compiled to .mo by `make` and the image.
+LOCALE_PATHS = [BASE_DIR / "locale"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=256 * 1024)
 
@@ -181,6 +184,17 @@ DEPLOYMENT_ID = env.str("DEPLOYMENT_ID", default="").strip().lower()
 if DEPLOYMENT_ID and not re.fullmatch(r"[a-z0-9]{3,12}", DEPLOYMENT_ID):
     raise ImproperlyConfigured("DEPLOYMENT_ID must be 3-12 lowercase letters or digits.")
 CODER_TIMEOUT = env.float("CODER_TIMEOUT", default=10.0)
+
+# Languages of students' SMS: a session picks one (code, name as its speakers write it).
+# English is the source text; every other language needs locale/<code>/LC_MESSAGES/django.po.
+STUDENT_LANGUAGES = [("en", "English"), ("es", "Español")]
+# The language of new sessions, and of replies to texts that match no session.
+DEFAULT_STUDENT_LANGUAGE = env.str("DEFAULT_STUDENT_LANGUAGE", default="en").strip().lower()
+if DEFAULT_STUDENT_LANGUAGE not in dict(STUDENT_LANGUAGES):
+    raise ImproperlyConfigured(
+        "DEFAULT_STUDENT_LANGUAGE must be one of: "
+        + ", ".join(code for code, _ in STUDENT_LANGUAGES)
+    )
 
 # Behaviour
 ENROLL_MINUTES_DEFAULT = env.int("ENROLL_MINUTES_DEFAULT", default=30)

@@ -52,6 +52,42 @@ def check_integrations(app_configs: object = None, **kwargs: object) -> list[War
     return warnings
 
 
+# The language the texts are written in: it needs no catalogue.
+SOURCE_LANGUAGE = "en"
+
+
+def uncompiled_languages() -> list[str]:
+    """The student languages whose catalogue is not compiled, or is older than its .po."""
+    return [
+        code
+        for code, _ in settings.STUDENT_LANGUAGES
+        if code != SOURCE_LANGUAGE
+        and not any(_compiled(Path(base) / code / "LC_MESSAGES") for base in settings.LOCALE_PATHS)
+    ]
+
+
+def _compiled(folder: Path) -> bool:
+    mo, po = folder / "django.mo", folder / "django.po"
+    return mo.is_file() and (not po.is_file() or mo.stat().st_mtime >= po.stat().st_mtime)
+
+
+@register()
+def check_translations(app_configs: object = None, **kwargs: object) -> list[Warning]:
+    """Warn when a student language would silently fall back to English."""
+    missing = uncompiled_languages()
+    if not missing:
+        return []
+    return [
+        Warning(
+            f"The translations of students' SMS are not compiled, or older than their .po: "
+            f"{', '.join(missing)}.",
+            hint="Run `make messages` (pybabel compile -d locale -D django). Until then, "
+            "students of sessions in these languages get their SMS in English.",
+            id="registrations.W004",
+        )
+    ]
+
+
 # Commands whose output is about the app's health: they report the integration warnings.
 # Every other command (migrate, qcluster, collectstatic, createinstructor, ...) runs Django's
 # system checks too; repeating the same three warnings there on every run only buries output.

@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, Exists, F, IntegerField, Q, Value, When
 from django.http import QueryDict
 from django.utils import timezone
+from django_stubs_ext import StrOrPromise
 
 from registrations import deletion, enrollment, provisioning, texts
 from registrations.models import (
@@ -82,7 +83,8 @@ class Message:
 @dataclass
 class Routed:
     outcome: InboundOutcome
-    reply: str | None = None
+    # A text of `texts`, rendered by handle_inbound in the language of `session`.
+    reply: StrOrPromise | None = None
     session: Session | None = None
     account: Account | None = None
 
@@ -111,7 +113,11 @@ def handle_inbound(params: QueryDict) -> str | None:
         routed.outcome,
         " (replied)" if routed.reply else "",
     )
-    return routed.reply
+    if routed.reply is None:
+        return None
+    # In the language of the session the text is about; with none known (a wrong phrase, no
+    # account), in the default language.
+    return texts.in_language(routed.reply, routed.session)
 
 
 def twiml(reply: str | None) -> str:

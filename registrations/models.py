@@ -62,6 +62,19 @@ def _string_mapping(value: object) -> bool:
     )
 
 
+def student_languages() -> list[tuple[str, str]]:
+    """The languages a session's SMS can be in (STUDENT_LANGUAGES).
+
+    A callable, so that adding a language to the setting needs no migration.
+    """
+    return [(str(code), str(name)) for code, name in settings.STUDENT_LANGUAGES]
+
+
+def default_student_language() -> str:
+    """The language of a new session's SMS (DEFAULT_STUDENT_LANGUAGE)."""
+    return str(settings.DEFAULT_STUDENT_LANGUAGE)
+
+
 class Session(models.Model):
     """One sitting of a class: a phrase students text, an enrollment window, an expiry."""
 
@@ -84,6 +97,14 @@ class Session(models.Model):
     )
     time_zone = models.CharField(
         max_length=64, default=settings.TIME_ZONE, help_text="Times in SMS are shown in this zone."
+    )
+    language = models.CharField(
+        "students' language",
+        max_length=16,
+        choices=student_languages,
+        default=default_student_language,
+        help_text="The language of every SMS students get. Your own message texts below are "
+        "sent as you type them.",
     )
     coder_template = models.CharField(
         max_length=128,

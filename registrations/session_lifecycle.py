@@ -86,7 +86,7 @@ def create_session(
 
 def duplicate_session(session: Session, phrase: str, shift: timedelta) -> Session:
     """Repeat a class: a new session under `phrase`, every time moved by `shift`, its settings
-    (template and its parameters, capacity, zone, warning, texts, number) copied.
+    (template and its parameters, capacity, zone, language, warning, texts, number) copied.
 
     Validated as create_session is (a phrase clash is a ValidationError on `phrase`); a copy
     that would already have expired is refused, since it could never enroll anyone.
@@ -106,6 +106,7 @@ def duplicate_session(session: Session, phrase: str, shift: timedelta) -> Sessio
         capacity=session.capacity,
         warn_minutes=session.warn_minutes,
         time_zone=session.time_zone,
+        language=session.language,
         coder_template=session.coder_template,
         template_parameters=dict(session.template_parameters),
         credentials_message=session.credentials_message,

@@ -1,7 +1,13 @@
-"""Every SMS a student gets (replies included), GSM-7 segments, and per-session overrides.
+"""Every SMS a student gets (replies included), in its session's language; GSM-7 segments;
+per-session overrides.
 
-A GSM-7 segment holds 160 characters; one non-GSM character (an emoji, a curly quote) switches
-the whole message to UCS-2 and 70 characters a segment, so the defaults stay plain ASCII.
+A GSM-7 segment holds 160 characters; one non-GSM character (an emoji, a curly quote, or an
+accented letter such as á, í, ó, ú) switches the whole message to UCS-2 and 70 characters a
+segment. So the English defaults stay plain ASCII, and translations keep to GSM-7 (which has
+é, è, ñ, ü, ¿, ¡ but not á, í, ó, ú): tests check that each shipped one fits its budget.
+
+Texts are lazy (gettext_lazy) and rendered inside `translation.override` with the session's
+language; a session's own override is sent as the instructor typed it, never translated.
 """
 
 from __future__ import annotations
@@ -9,12 +15,17 @@ from __future__ import annotations
 import math
 import string
 import zoneinfo
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.utils import timezone
+from django.utils import dateformat, timezone, translation
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
+from django_stubs_ext import StrOrPromise
 
 from registrations import credentials
 
@@ -37,66 +48,110 @@ CREDENTIALS_PLACEHOLDERS = ("url", "email", "username", "password", "expires")
 CREDENTIALS_REQUIRED = ("email", "password")
 WARNING_PLACEHOLDERS = ("url", "username", "expires", "minutes")
 
+# For translators: every text below is one SMS. Keep each to GSM-7 (é, è, ñ, ü, ¿, ¡ are in it;
+# á, í, ó, ú are not and make the SMS UCS-2, 70 characters a segment) and to the length of the
+# English; tests/test_student_language.py checks the budgets. Keep {placeholders} as they are.
+
 # Fullest first; the first that fits one segment is sent (a long Coder URL needs the terse one).
 # The labels are the ones on Coder's login form, so a student knows what goes where.
-CREDENTIALS_DEFAULTS = (
-    "Your Coder account is ready.\n{url}\nEmail: {email}\nPassword: {password}\n"
-    "Expires {expires}",
-    "{url}\nEmail: {email}\nPassword: {password}\nExpires {expires}",
-    "{url}\nEmail {email}\nPassword {password}\nExp {expires}",
+CREDENTIALS_DEFAULTS: tuple[StrOrPromise, ...] = (
+    _(
+        # Translators: keep the labels "Email" and "Password": they are those of Coder's
+        # login form, which is in English.
+        "Your Coder account is ready.\n{url}\nEmail: {email}\nPassword: {password}\n"
+        "Expires {expires}"
+    ),
+    _("{url}\nEmail: {email}\nPassword: {password}\nExpires {expires}"),
+    _("{url}\nEmail {email}\nPassword {password}\nExp {expires}"),
 )
-RESEND_DEFAULTS = (
-    "New Coder password.\n{url}\nEmail: {email}\nPassword: {password}\nExpires {expires}",
+RESEND_DEFAULTS: tuple[StrOrPromise, ...] = (
+    _("New Coder password.\n{url}\nEmail: {email}\nPassword: {password}\nExpires {expires}"),
     *CREDENTIALS_DEFAULTS[1:],
 )
-WARNING_DEFAULTS = (
-    "Your Coder account {username} will be deleted in {minutes} min ({expires}). "
-    "Save your work somewhere else now.",
-    "Your Coder account will be deleted in {minutes} min. Save your work now.",
+WARNING_DEFAULTS: tuple[StrOrPromise, ...] = (
+    _(
+        "Your Coder account {username} will be deleted in {minutes} min ({expires}). "
+        "Save your work somewhere else now."
+    ),
+    _("Your Coder account will be deleted in {minutes} min. Save your work now."),
 )
-FAILURE_TEXT = "Sorry, we could not set up your Coder account. Your instructor has been told."
-ENDED_BEFORE_READY_TEXT = (
+FAILURE_TEXT = _("Sorry, we could not set up your Coder account. Your instructor has been told.")
+ENDED_BEFORE_READY_TEXT = _(
     "Sorry, this class session ended before your Coder account could be set up. "
     "Please ask your instructor for help."
 )
 # The goodbye: says what is gone (the account and its workspaces), kindly, in one segment.
-DELETED_TEXT = (
+DELETED_TEXT = _(
     "Your Coder account {username} and its workspaces have been deleted. "
     "Thank you for taking part, and happy coding!"
 )
-TEST_TEXT = 'Test message from classroom-sms for "{phrase}". No reply needed.'
+TEST_TEXT = _('Test message from classroom-sms for "{phrase}". No reply needed.')
 
 # Replies to a student's text, sent in the webhook's TwiML answer: one GSM-7 segment each (at
-# most 160 characters, no emoji, no curly quotes).
-WRONG_PHRASE_REPLY = (
+# most 160 characters, no emoji, no curly quotes). inbound.handle_inbound renders them in the
+# language of the session the text is about; with no session known, in the default language.
+WRONG_PHRASE_REPLY = _(
     "Sorry, we didn't recognise that. Check the phrase your instructor gave you and text it "
     "again exactly as shown."
 )
-NOT_OPEN_REPLY = "Enrollment for this class opens {opens}. Please text the phrase again then."
-CLOSED_REPLY = "Sorry, enrollment for this class has closed. Please ask your instructor for help."
-ENDED_REPLY = "Sorry, this class session has ended. Please ask your instructor for help."
-FULL_REPLY = "Sorry, this class is full. Please ask your instructor for help."
-ON_THE_WAY_REPLY = "You're already signed up. Your login details are on the way by SMS."
-FAILED_REPLY = (
+NOT_OPEN_REPLY = _("Enrollment for this class opens {opens}. Please text the phrase again then.")
+CLOSED_REPLY = _(
+    "Sorry, enrollment for this class has closed. Please ask your instructor for help."
+)
+ENDED_REPLY = _("Sorry, this class session has ended. Please ask your instructor for help.")
+FULL_REPLY = _("Sorry, this class is full. Please ask your instructor for help.")
+ON_THE_WAY_REPLY = _("You're already signed up. Your login details are on the way by SMS.")
+FAILED_REPLY = _(
     "Sorry, we could not create your account. Please ask your instructor, who can retry it."
 )
-BEING_DELETED_REPLY = (
+BEING_DELETED_REPLY = _(
     "Your account for this class is being deleted. Text the phrase again in a few minutes "
     "to get a new one."
 )
-RESEND_LIMITED_REPLY = (
+RESEND_LIMITED_REPLY = _(
     "You have asked for new login details too often. Please wait up to an hour and try again."
 )
-NO_ACCOUNT_REPLY = (
+NO_ACCOUNT_REPLY = _(
     "You have no class account yet. Text the phrase your instructor gave you to join."
 )
-DONE_REPLY = "OK, your class account is being deleted now. Thanks for taking part!"
-NOTHING_TO_DELETE_REPLY = "You have no class account to delete."
+DONE_REPLY = _("OK, your class account is being deleted now. Thanks for taking part!")
+NOTHING_TO_DELETE_REPLY = _("You have no class account to delete.")
+
+# Translators: how an expiry reads in an SMS, as a Django date format
+# (https://docs.djangoproject.com/en/5.2/ref/templates/builtins/#date): D weekday, M or b
+# month, j day, H:i time, T time zone. Day and month names come from Django's own catalogue:
+# leave out any that are not GSM-7 (Spanish "sáb" would make Saturday's SMS UCS-2).
+EXPIRY_FORMAT = pgettext_lazy("SMS date format", "D M j H:i T")
+
+
+def language_of(session: Session | None) -> str:
+    """Return the language of a session's SMS (DEFAULT_STUDENT_LANGUAGE without a session)."""
+    language = session.language if session is not None else ""
+    if language in dict(settings.STUDENT_LANGUAGES):
+        return language
+    # A language since removed from STUDENT_LANGUAGES has no catalogue any more.
+    return str(settings.DEFAULT_STUDENT_LANGUAGE)
+
+
+def speaking(session: Session | None) -> AbstractContextManager[None]:
+    """Render texts, dates included, in the session's language within this block."""
+    return translation.override(language_of(session))
+
+
+def in_language(text: StrOrPromise, session: Session | None) -> str:
+    """Return a fixed text (a reply) in the language of the session (the default without one)."""
+    with speaking(session):
+        return str(text)
 
 
 def is_gsm7(text: str) -> bool:
     """Say whether the text can be sent in the GSM-7 alphabet."""
     return all(c in GSM7_BASIC or c in GSM7_EXTENDED for c in text)
+
+
+def outside_gsm7(text: str) -> list[str]:
+    """List the characters that make the text UCS-2, each once, in order of appearance."""
+    return list(dict.fromkeys(c for c in text if c not in GSM7_BASIC and c not in GSM7_EXTENDED))
 
 
 def segments(text: str) -> int:
@@ -119,24 +174,27 @@ def _count_parts(units: list[int], single: int, part: int) -> int:
 
 
 def format_expiry(moment: datetime, time_zone: str) -> str:
-    """Format an expiry compactly in the session's time zone, e.g. "Tue Mar 5 14:30 EST"."""
+    """Format an expiry compactly in the session's time zone and the active language, e.g.
+    "Tue Mar 5 14:30 EST" (English), "5 mar 14:30 EST" (Spanish)."""
     try:
         zone = zoneinfo.ZoneInfo(time_zone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         zone = zoneinfo.ZoneInfo(settings.TIME_ZONE)
-    local = moment.astimezone(zone)
-    return f"{local:%a %b} {local.day} {local:%H:%M %Z}"
+    # Django's formatter, not strftime: it names days and months in the active language, and
+    # does not depend on the process's C locale.
+    return dateformat.format(moment.astimezone(zone), str(EXPIRY_FORMAT))
 
 
 def coder_url() -> str:
     return str(settings.CODER_URL)
 
 
-def _fill(template: str, values: dict[str, str]) -> str:
-    return template.format_map(values)
+def _fill(template: StrOrPromise, values: dict[str, str]) -> str:
+    # str() renders a lazy default in the active language (the caller's `speaking`).
+    return str(template).format_map(values)
 
 
-def _first_fitting(templates: tuple[str, ...], values: dict[str, str]) -> str:
+def _first_fitting(templates: Sequence[StrOrPromise], values: dict[str, str]) -> str:
     """Fill the fullest template that fits one segment, else the last (tersest) one."""
     for template in templates:
         text = _fill(template, values)
@@ -148,7 +206,7 @@ def _first_fitting(templates: tuple[str, ...], values: dict[str, str]) -> str:
 def _render(
     override: str,
     allowed: tuple[str, ...],
-    defaults: tuple[str, ...],
+    defaults: Sequence[StrOrPromise],
     values: dict[str, str],
     required: tuple[str, ...] = (),
 ) -> str:
@@ -173,25 +231,27 @@ def _account_values(account: Account) -> dict[str, str]:
 
 def credentials_text(account: Account, password: str) -> str:
     """Return the first SMS a student gets: Coder URL, login email, password, expiry."""
-    values = {**_account_values(account), "password": password}
-    override = account.session.credentials_message
-    return _render(
-        override, CREDENTIALS_PLACEHOLDERS, CREDENTIALS_DEFAULTS, values, CREDENTIALS_REQUIRED
-    )
+    with speaking(account.session):
+        values = {**_account_values(account), "password": password}
+        override = account.session.credentials_message
+        return _render(
+            override, CREDENTIALS_PLACEHOLDERS, CREDENTIALS_DEFAULTS, values, CREDENTIALS_REQUIRED
+        )
 
 
 def resend_text(account: Account, password: str) -> str:
     """Return the SMS carrying a new password (repeat text, RESEND, admin action, recovery)."""
-    values = {**_account_values(account), "password": password}
-    override = account.session.credentials_message
-    return _render(
-        override, CREDENTIALS_PLACEHOLDERS, RESEND_DEFAULTS, values, CREDENTIALS_REQUIRED
-    )
+    with speaking(account.session):
+        values = {**_account_values(account), "password": password}
+        override = account.session.credentials_message
+        return _render(
+            override, CREDENTIALS_PLACEHOLDERS, RESEND_DEFAULTS, values, CREDENTIALS_REQUIRED
+        )
 
 
 def failure_text(account: Account) -> str:
     """Return the SMS telling a student their account could not be created."""
-    return FAILURE_TEXT
+    return in_language(FAILURE_TEXT, account.session)
 
 
 def minutes_left(account: Account, now: datetime | None = None) -> int:
@@ -201,29 +261,34 @@ def minutes_left(account: Account, now: datetime | None = None) -> int:
 
 def warning_text(account: Account, now: datetime | None = None) -> str:
     """Return the SMS warning a student that their account is about to be deleted."""
-    values = {**_account_values(account), "minutes": str(minutes_left(account, now))}
-    override = account.session.warning_message
-    return _render(override, WARNING_PLACEHOLDERS, WARNING_DEFAULTS, values)
+    with speaking(account.session):
+        values = {**_account_values(account), "minutes": str(minutes_left(account, now))}
+        override = account.session.warning_message
+        return _render(override, WARNING_PLACEHOLDERS, WARNING_DEFAULTS, values)
 
 
 def ended_before_ready_text(account: Account) -> str:
     """Return the SMS for a student whose session ended before their account was ready."""
-    return ENDED_BEFORE_READY_TEXT
+    return in_language(ENDED_BEFORE_READY_TEXT, account.session)
 
 
 def deleted_text(account: Account) -> str:
     """Return the SMS confirming that a student's account is gone."""
-    return _fill(DELETED_TEXT, {"username": account.coder_username or "account"})
+    with speaking(account.session):
+        return _fill(DELETED_TEXT, {"username": account.coder_username or "account"})
 
 
 def test_text(session: Session) -> str:
     """Return the test SMS an instructor sends from the session page."""
-    return _fill(TEST_TEXT, {"phrase": session.phrase})
+    with speaking(session):
+        return _fill(TEST_TEXT, {"phrase": session.phrase})
 
 
 def not_open_reply(session: Session) -> str:
     """Return the reply to a phrase texted before its session opens, saying when it does."""
-    return _fill(NOT_OPEN_REPLY, {"opens": format_expiry(session.opens_at, session.time_zone)})
+    with speaking(session):
+        opens = format_expiry(session.opens_at, session.time_zone)
+        return _fill(NOT_OPEN_REPLY, {"opens": opens})
 
 
 def _describe(names: tuple[str, ...]) -> str:
@@ -312,20 +377,23 @@ def validate_session_overrides(session: Session) -> None:
 
 # Sent to every student when an instructor extends the session, so that no SMS a student keeps
 # states an expiry that is no longer true. Fullest first; the first that fits one segment goes.
-NEW_EXPIRY_DEFAULTS = (
-    "Good news: your instructor extended the class. Your Coder account {username} now "
-    "expires {expires}.",
-    "Your Coder account now expires {expires}.",
+NEW_EXPIRY_DEFAULTS: tuple[StrOrPromise, ...] = (
+    _(
+        "Good news: your instructor extended the class. Your Coder account {username} now "
+        "expires {expires}."
+    ),
+    _("Your Coder account now expires {expires}."),
 )
 
 
 def new_expiry_text(account: Account) -> str:
     """Return the SMS telling a student the new expiry of their account, after an extension."""
-    return _first_fitting(NEW_EXPIRY_DEFAULTS, _account_values(account))
+    with speaking(account.session):
+        return _first_fitting(NEW_EXPIRY_DEFAULTS, _account_values(account))
 
 
 # Sent once to a student still waiting because Coder is in trouble; provisioning keeps trying.
-DELAYED_TEXT = (
+DELAYED_TEXT = _(
     "Your Coder account is taking longer than usual to set up. Your login details will "
     "come by SMS as soon as it is ready."
 )
@@ -333,4 +401,4 @@ DELAYED_TEXT = (
 
 def delayed_text(account: Account) -> str:
     """Return the SMS telling a student their account is delayed and will come by SMS."""
-    return DELAYED_TEXT
+    return in_language(DELAYED_TEXT, account.session)

@@ -34,6 +34,7 @@ class SessionForm(forms.ModelForm[Session]):
             "capacity",
             "coder_template",
             "template_parameters",
+            "language",
             "credentials_message",
             "warning_message",
         ]
@@ -46,6 +47,13 @@ class SessionForm(forms.ModelForm[Session]):
                 attrs={"rows": 3, "cols": 60, "data-sms-preview": "warning"}
             ),
         }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "language" in self.fields:
+            # A post without it (a script, a form opened before this field existed) keeps the
+            # session's language, or gives a new one DEFAULT_STUDENT_LANGUAGE, instead of failing.
+            self.fields["language"].required = False
 
 
 ZONE_LIST_ID = "time-zone-list"

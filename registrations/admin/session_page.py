@@ -467,7 +467,12 @@ class SessionPageMixin(_SessionAdminBase):
             time_zone,
         )
         preview = preview_message(
-            kind, request.POST.get("text", "")[:2000], time_zone, warn_minutes, expires_at
+            kind,
+            request.POST.get("text", "")[:2000],
+            time_zone,
+            warn_minutes,
+            expires_at,
+            language=request.POST.get("language", "")[:16],
         )
         return JsonResponse(preview)
 

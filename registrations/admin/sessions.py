@@ -86,6 +86,7 @@ class SessionAdmin(SessionPageMixin, ScopedAdmin[Session]):
         "closes",
         "expires",
         "joined",
+        "language",
         "page_link",
     )
     list_filter = (StateFilter, ("classroom", admin.RelatedOnlyFieldListFilter))
@@ -108,9 +109,12 @@ class SessionAdmin(SessionPageMixin, ScopedAdmin[Session]):
         (
             "Messages",
             {
-                "fields": ("credentials_message", "warning_message"),
-                "description": "Optional: leave blank to send the default texts. A preview "
-                "shows the SMS as a student would get it, and how many segments it takes.",
+                "fields": ("language", "credentials_message", "warning_message"),
+                "description": "Every SMS students get is in the language chosen here. The "
+                "two texts are optional: leave them blank to send the default texts in that "
+                "language. A preview shows the SMS as a student would get it, how many "
+                "segments it takes, and its encoding: an accented letter outside GSM-7 (á, í, "
+                "ó, ú) makes the whole SMS UCS-2, 70 characters a segment instead of 160.",
             },
         ),
     )

@@ -76,6 +76,8 @@ def session_row(session: Session, counts: dict[str, int], logged_in: int = 0) ->
         "capacity": session.capacity,
         "template": session.coder_template,
         "template_parameters": session.template_parameters,
+        # The language of the students' SMS (a code of STUDENT_LANGUAGES, e.g. "es").
+        "language": session.language,
         "accounts": {status: counts.get(status, 0) for status in AccountStatus.values},
         "accounts_total": sum(counts.values()),
         # Students Coder has seen log in (from Coder's last_seen_at, polled every minute).
@@ -133,6 +135,13 @@ class Command(BaseCommand):
             metavar="NAME=VALUE",
             help="A value for one of the template's parameters (repeatable); checked with Coder.",
         )
+        languages = ", ".join(f"{code} ({name})" for code, name in settings.STUDENT_LANGUAGES)
+        create.add_argument(
+            "--language",
+            choices=[code for code, _ in settings.STUDENT_LANGUAGES],
+            help=f"Language of the students' SMS: {languages}; "
+            f"default {settings.DEFAULT_STUDENT_LANGUAGE}.",
+        )
 
         listing = sub.add_parser("list", help="List sessions (a table, or JSON).")
         listing.add_argument("--json", action="store_true", help="Print one JSON array.")
@@ -172,6 +181,8 @@ class Command(BaseCommand):
         }
         if options["capacity"] is not None:
             fields["capacity"] = options["capacity"]
+        if options["language"] is not None:
+            fields["language"] = options["language"]
         try:
             # One transaction: a refused session leaves no new, empty classroom behind.
             with transaction.atomic():
@@ -183,7 +194,9 @@ class Command(BaseCommand):
 
     def duplicate(self, options: dict[str, Any]) -> None:
         """`create --from ID`: copy the session; options it would ignore are refused instead."""
-        copied = "classroom owner opens closes enroll_minutes expires lifetime_minutes capacity"
+        copied = (
+            "classroom owner opens closes enroll_minutes expires lifetime_minutes capacity language"
+        )
         given = [name for name in copied.split() if options[name] is not None] + (
             ["template"] if options["template"] else []
         ) + (["parameter"] if options["parameters"] else [])
@@ -267,7 +280,7 @@ class Command(BaseCommand):
         self.write_table(rows)
 
     def write_table(self, rows: list[dict[str, Any]]) -> None:
-        header = ("ID", "CLASSROOM", "OWNER", "PHRASE", "STATE", "CLOSES", "EXPIRES", "JOINED")
+        header = tuple("ID CLASSROOM OWNER PHRASE STATE CLOSES EXPIRES JOINED LANG".split())
         lines = [header] + [
             (
                 str(row["id"]),
@@ -278,6 +291,7 @@ class Command(BaseCommand):
                 local_minute(row["closes_at"]),
                 local_minute(row["expires_at"]),
                 f"{row['accounts_total']}/{row['capacity']}",
+                row["language"],
             )
             for row in rows
         ]
