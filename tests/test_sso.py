@@ -475,3 +475,15 @@ def test_management_commands_work_with_password_login_off(tmp_path):
         "--password", "another-long-passphrase",
     )
     assert made.returncode == 0, made.stderr
+
+
+def test_every_sso_setting_is_documented_in_env_example_and_the_readme():
+    import re
+
+    source = (ROOT / "classroom_sms" / "settings.py").read_text()
+    names = set(re.findall(r'env\.\w+\("((?:OIDC_|PASSWORD_LOGIN)\w*)"', source))
+    assert {"OIDC_RP_CLIENT_ID", "OIDC_OP_ISSUER", "PASSWORD_LOGIN"} <= names
+    env_example = set(re.findall(r"^(\w+)=", (ROOT / ".env.example").read_text(), re.M))
+    readme = (ROOT / "README.md").read_text()
+    assert sorted(names - env_example) == []
+    assert [name for name in sorted(names) if f"`{name}`" not in readme] == []
