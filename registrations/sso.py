@@ -259,6 +259,12 @@ class OidcBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
         self.OIDC_OP_JWKS_ENDPOINT = found.jwks
         return super().authenticate(request, **kwargs)
 
+    def retrieve_matching_jwk(self, token: bytes | str) -> Any:
+        try:
+            return super().retrieve_matching_jwk(token)
+        except KeyError as exc:  # the library indexes the token's and keys' "kid" blindly
+            raise SuspiciousOperation("token or key without a key id") from exc
+
     def _verify_jws(self, payload: bytes | str, key: Any) -> dict[str, Any]:
         """Check the token's signature, algorithm, audience, issuer and times."""
         try:

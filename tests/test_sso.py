@@ -279,6 +279,12 @@ def test_a_token_signed_with_another_key_is_refused(client, oidc_provider):
     assert not User.objects.exists()
 
 
+def test_keys_without_a_key_id_are_a_message_not_an_error(client, oidc_provider):
+    oidc_provider.kid = None
+    refused(client, sso_log_in(client))
+    assert not User.objects.exists()
+
+
 def test_userinfo_about_another_person_is_refused(client, oidc_provider):
     oidc_provider.userinfo_overrides = {"sub": "someone-else"}
     refused(client, sso_log_in(client))

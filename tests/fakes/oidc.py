@@ -81,7 +81,8 @@ class FakeOidcProvider(BaseFakeServer):
             "groups": ["instructors"],
         }
         self.key = new_key()
-        self.kid = "fake-key-1"
+        # None: neither the key nor the tokens name a key id.
+        self.kid: str | None = "fake-key-1"
         self.deny = False
         self.token_overrides: dict[str, Any] = {}
         self.userinfo_overrides: dict[str, Any] = {}
@@ -98,18 +99,14 @@ class FakeOidcProvider(BaseFakeServer):
 
     def jwks(self) -> dict[str, Any]:
         numbers = self.key.public_key().public_numbers()
-        return {
-            "keys": [
-                {
-                    "kty": "RSA",
-                    "use": "sig",
-                    "alg": "RS256",
-                    "kid": self.kid,
-                    "n": _b64(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
-                    "e": _b64(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
-                }
-            ]
+        key = {
+            "kty": "RSA",
+            "use": "sig",
+            "alg": "RS256",
+            "n": _b64(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
+            "e": _b64(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
         }
+        return {"keys": [key if self.kid is None else {**key, "kid": self.kid}]}
 
     def received(self, request: FakeRequest) -> None:
         self.paths.append(request.path)
@@ -222,7 +219,8 @@ class FakeOidcProvider(BaseFakeServer):
             **self.token_overrides,
         }
         key = self.sign_with or self.key
-        return jwt.encode(payload, key, algorithm="RS256", headers={"kid": self.kid})
+        headers = {} if self.kid is None else {"kid": self.kid}
+        return jwt.encode(payload, key, algorithm="RS256", headers=headers)
 
     def _userinfo(self, request: FakeRequest) -> FakeResponse:
         header = request.header("authorization")
