@@ -42,10 +42,9 @@ def create_instructor(username: str, email: str, password: str | None) -> Any:
 
     A None password makes an account that cannot log in with a password (single sign-on).
     """
-    group = instructors_group()
     with transaction.atomic():
-        user = get_user_model().objects.create_user(username, email, password, is_staff=True)
-        user.groups.add(group)
+        user = get_user_model().objects.create_user(username, email, password)
+        set_role(user, Role.INSTRUCTOR)
     return user
 
 

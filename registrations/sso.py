@@ -76,7 +76,8 @@ def provider_name() -> str:
     return str(settings.OIDC_PROVIDER_NAME)
 
 
-def _message(template: str) -> str:
+def message(template: str) -> str:
+    """A message for the person logging in, naming the provider."""
     return template % {"provider": provider_name()}
 
 
@@ -96,11 +97,11 @@ def discovery(issuer_url: str) -> dict[str, Any]:
         document = response.json()
     except (requests.RequestException, ValueError) as exc:
         logger.warning("single sign-on: discovery failed (%s)", type(exc).__name__)
-        raise SsoUnavailable(_message(UNAVAILABLE)) from exc
+        raise SsoUnavailable(message(UNAVAILABLE)) from exc
     # A document naming another issuer is someone else's provider (OpenID Discovery 4.3).
     if not isinstance(document, dict) or str(document.get("issuer", "")).rstrip("/") != issuer_url:
         logger.warning("single sign-on: the discovery document names another issuer")
-        raise SsoUnavailable(_message(UNAVAILABLE))
+        raise SsoUnavailable(message(UNAVAILABLE))
     _discovered[issuer_url] = (time.monotonic(), document)
     return document
 
@@ -125,7 +126,7 @@ def endpoints() -> Endpoints:
             explicit[name] = explicit[name] or str(document.get(key) or "")
         if not all(explicit.values()):
             logger.warning("single sign-on: the discovery document lacks an endpoint")
-            raise SsoUnavailable(_message(UNAVAILABLE))
+            raise SsoUnavailable(message(UNAVAILABLE))
     return Endpoints(**explicit)
 
 
@@ -215,7 +216,7 @@ def sign_in(claims: dict[str, Any]) -> Any:
                 .first()
             )
             if identity is None and role is Role.NONE:
-                refusal = _message(NOT_ALLOWED)
+                refusal = message(NOT_ALLOWED)
             elif identity is None:
                 user = _account_for_new_identity(claims, subject)
                 identity = SsoIdentity.objects.create(user=user, issuer=issuer(), subject=subject)
@@ -229,7 +230,7 @@ def sign_in(claims: dict[str, Any]) -> Any:
                     # is no longer staff.
                     set_role(user, role)
                     if role is Role.NONE:
-                        refusal = _message(NOT_ALLOWED)
+                        refusal = message(NOT_ALLOWED)
                     email = verified_email(claims)
                     if email and email != user.email:
                         user.email = email

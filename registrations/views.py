@@ -32,6 +32,8 @@ from registrations.health import health_report
 from registrations.metrics import metrics_token_required, render_metrics
 from registrations.twilio_auth import twilio_signature_required
 
+logger = logging.getLogger(__name__)
+
 
 @csrf_exempt
 @require_POST
@@ -68,9 +70,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus scrape endpoint; the token check comes first, so without it nothing shows."""
     body, content_type = render_metrics()
     return HttpResponse(body, content_type=content_type)
-
-
-logger = logging.getLogger(__name__)
 
 
 def _sso_refused(request: HttpRequest, reason: str) -> HttpResponse:
@@ -118,7 +117,7 @@ class SsoCallback(OIDCAuthenticationCallbackView):  # type: ignore[misc]
         except requests.RequestException as exc:
             # The class only: the library's message would carry the provider's whole answer.
             logger.warning("single sign-on: the provider failed (%s)", type(exc).__name__)
-            return _sso_refused(request, sso.UNAVAILABLE % {"provider": sso.provider_name()})
+            return _sso_refused(request, sso.message(sso.UNAVAILABLE))
         return response
 
     @property
