@@ -402,7 +402,11 @@ print(json.dumps({
 
 
 def load_settings(**env: str) -> dict | str:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("OIDC_", "PASSWORD"))}
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OIDC_", "PASSWORD", "DATABASE_URL", "REDIS_URL"))
+    }
     environment.update(
         {"DJANGO_SETTINGS_MODULE": "classroom_sms.settings", "ENV_FILE": "", "SECRET_KEY": "x"}
     )
@@ -456,7 +460,11 @@ def test_half_an_sso_configuration_refuses_to_start():
 
 
 def test_management_commands_work_with_password_login_off(tmp_path):
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("OIDC_", "PASSWORD"))}
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OIDC_", "PASSWORD", "DATABASE_URL", "REDIS_URL"))
+    }
     environment.update(
         DJANGO_SETTINGS_MODULE="classroom_sms.settings",
         ENV_FILE="",
