@@ -154,6 +154,57 @@ LOGIN_USERNAME_DELAY_MAX_SECONDS = env.int("LOGIN_USERNAME_DELAY_MAX_SECONDS", d
 # Proxies in front of the app that append to X-Forwarded-For (0: use the socket's address).
 NUM_PROXIES = env.int("NUM_PROXIES", default=0)
 
+# Single sign-on for staff (OpenID Connect, registrations/sso.py): off unless the client id,
+# its secret and the provider's issuer URL are all set. The provider's endpoints are read from
+# <issuer>/.well-known/openid-configuration unless given one by one.
+OIDC_RP_CLIENT_ID = env.str("OIDC_RP_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_RP_CLIENT_SECRET", default="")
+OIDC_OP_ISSUER = env.str("OIDC_OP_ISSUER", default="").rstrip("/")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env.str("OIDC_OP_AUTHORIZATION_ENDPOINT", default="")
+OIDC_OP_TOKEN_ENDPOINT = env.str("OIDC_OP_TOKEN_ENDPOINT", default="")
+OIDC_OP_USER_ENDPOINT = env.str("OIDC_OP_USER_ENDPOINT", default="")
+OIDC_OP_JWKS_ENDPOINT = env.str("OIDC_OP_JWKS_ENDPOINT", default="")
+OIDC_RP_SIGN_ALGO = env.str("OIDC_RP_SIGN_ALGO", default="RS256")
+OIDC_RP_SCOPES = env.str("OIDC_RP_SCOPES", default="openid email profile")
+# Send the client secret in an Authorization: Basic header instead of the form body.
+OIDC_TOKEN_USE_BASIC_AUTH = env.bool("OIDC_TOKEN_USE_BASIC_AUTH", default=False)
+# The login button reads "Log in with <OIDC_PROVIDER_NAME>".
+OIDC_PROVIDER_NAME = env.str("OIDC_PROVIDER_NAME", default="SSO")
+# Roles from the provider's groups, read again at every login: a member of an instructor group
+# is an instructor, of an admin group a superuser; anyone else is refused (and an account that
+# lost its groups loses its admin access).
+OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="groups")
+OIDC_INSTRUCTOR_GROUPS = env.list("OIDC_INSTRUCTOR_GROUPS", default=[])
+OIDC_ADMIN_GROUPS = env.list("OIDC_ADMIN_GROUPS", default=[])
+# A single sign-on login lasts this long; then the provider is asked again (and the groups
+# with it), so someone removed from their group loses access within this time.
+OIDC_SESSION_HOURS = env.float("OIDC_SESSION_HOURS", default=12.0)
+# mozilla-django-oidc's own settings: a timeout on every call to the provider (it has none by
+# default), PKCE, and no unsigned tokens ever.
+OIDC_TIMEOUT = env.float("OIDC_TIMEOUT", default=10.0)
+OIDC_USE_PKCE = True
+OIDC_ALLOW_UNSECURED_JWT = False
+_oidc_required = {
+    "OIDC_RP_CLIENT_ID": OIDC_RP_CLIENT_ID,
+    "OIDC_RP_CLIENT_SECRET": OIDC_RP_CLIENT_SECRET,
+    "OIDC_OP_ISSUER": OIDC_OP_ISSUER,
+}
+OIDC_ENABLED = all(_oidc_required.values())
+if any(_oidc_required.values()) and not OIDC_ENABLED:
+    # Half a configuration would silently leave single sign-on off.
+    _missing = ", ".join(name for name, value in _oidc_required.items() if not value)
+    raise ImproperlyConfigured(f"Single sign-on needs {_missing} too (see .env.example).")
+# Off: the admin's username/password form refuses every login; only single sign-on remains.
+# Management commands (createsuperuser, createinstructor) still work.
+PASSWORD_LOGIN = env.bool("PASSWORD_LOGIN", default=True)
+AUTHENTICATION_BACKENDS = [
+    # Without password login, a backend that checks permissions but accepts no password.
+    "django.contrib.auth.backends.ModelBackend"
+    if PASSWORD_LOGIN
+    else "registrations.sso.NoPasswordBackend",
+    *(["registrations.sso.OidcBackend"] if OIDC_ENABLED else []),
+]
+
 # Public URL Twilio calls; used for signature validation and status callbacks.
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
 

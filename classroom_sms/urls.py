@@ -10,6 +10,10 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
+    # Single sign-on (answers 404 unless it is configured); the provider must know the
+    # callback's address: https://<host>/oidc/callback/
+    path("oidc/authenticate/", views.SsoStart.as_view(), name="oidc_authentication_init"),
+    path("oidc/callback/", views.SsoCallback.as_view(), name="oidc_authentication_callback"),
     # There is no public site: the address someone types first leads to the dashboard
     # (through the admin login).
     path(

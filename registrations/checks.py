@@ -1,4 +1,5 @@
-"""System checks: warn (never fail) when Twilio or Coder settings are missing."""
+"""System checks: warn (never fail) when Twilio or Coder settings are missing, or when the
+admin's login methods would let nobody in."""
 
 from __future__ import annotations
 
@@ -113,3 +114,32 @@ def check_integrations_when_reporting(
     if command is not None and command not in REPORTING_COMMANDS:
         return []
     return check_integrations(app_configs, **kwargs)
+
+
+@register()
+def check_login_methods(app_configs: object = None, **kwargs: object) -> list[Warning]:
+    """Warn, on every command, when nobody could log into the admin or SSO lets nobody in."""
+    warnings = []
+    if not settings.PASSWORD_LOGIN and not settings.OIDC_ENABLED:
+        warnings.append(
+            Warning(
+                "PASSWORD_LOGIN is off and single sign-on is not configured: nobody can log "
+                "into the admin.",
+                hint="Set OIDC_RP_CLIENT_ID, OIDC_RP_CLIENT_SECRET and OIDC_OP_ISSUER, or "
+                "PASSWORD_LOGIN=1. Management commands still work.",
+                id="registrations.W010",
+            )
+        )
+    if settings.OIDC_ENABLED and not (
+        settings.OIDC_INSTRUCTOR_GROUPS or settings.OIDC_ADMIN_GROUPS
+    ):
+        warnings.append(
+            Warning(
+                "Single sign-on is configured but neither OIDC_INSTRUCTOR_GROUPS nor "
+                "OIDC_ADMIN_GROUPS is set: every single sign-on login will be refused.",
+                hint="Name the provider's groups (in the OIDC_GROUPS_CLAIM claim) whose "
+                "members are instructors or admins.",
+                id="registrations.W011",
+            )
+        )
+    return warnings

@@ -600,3 +600,30 @@ class CoderRouteWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.route} @ {self.window}: {self.count}"
+
+
+class SsoIdentity(models.Model):
+    """The single sign-on identity an admin user logs in as (registrations/sso.py).
+
+    A provider names a person by its issuer and their `sub`, which never changes, unlike an
+    email address; a login is matched on that pair, so renaming someone's email at the provider
+    (or giving a departed person's address to someone new) never hands over an account.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identity"
+    )
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "single sign-on identity"
+        verbose_name_plural = "single sign-on identities"
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="sso_identity_unique_sub")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"

@@ -1,4 +1,5 @@
-"""Admin login rate limiting, shared by every web process through the database.
+"""Admin login rate limiting, shared by every web process through the database; and no
+password login at all when PASSWORD_LOGIN is off (single sign-on only, registrations/sso.py).
 
 Two limits, both refusing even the right password:
 
@@ -36,6 +37,7 @@ from registrations.models import LoginFailure, LoginThrottle
 
 logger = logging.getLogger(__name__)
 
+PASSWORD_LOGIN_OFF = "Logging in with a password is turned off here. Use single sign-on."
 LOCKED_MESSAGE = (
     "Too many failed login attempts for this username. Please wait %(minutes)s minutes "
     "and try again."
@@ -140,9 +142,19 @@ def clear_username(throttle: LoginThrottle) -> None:
 class RateLimitedAdminLoginForm(AdminAuthenticationForm):
     """The admin login form, refusing a username and address with too many recent failures."""
 
-    error_messages = {**AdminAuthenticationForm.error_messages, "rate_limited": LOCKED_MESSAGE}
+    error_messages = {
+        **AdminAuthenticationForm.error_messages,
+        "rate_limited": LOCKED_MESSAGE,
+        "password_login_off": PASSWORD_LOGIN_OFF,
+    }
 
     def clean(self) -> dict[str, Any]:
+        if not settings.PASSWORD_LOGIN:
+            # The form is not even shown then; a hand-made POST is refused before any password
+            # is checked (and no backend would accept one: settings.AUTHENTICATION_BACKENDS).
+            raise ValidationError(
+                self.error_messages["password_login_off"], code="password_login_off"
+            )
         request = self.request
         if request is None:  # the admin always passes its request; nothing to key on without
             return super().clean()

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django_stubs_ext import WithAnnotations
 
 from registrations.admin.scoping import ScopedAdmin
-from registrations.management.commands.createinstructor import INSTRUCTORS_GROUP
+from registrations.instructors import INSTRUCTORS_GROUP
 from registrations.models import Classroom
 
 # Query parameter of the classroom add page when it is the first step of creating a session.

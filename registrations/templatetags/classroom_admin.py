@@ -1,4 +1,4 @@
-"""Template tags of the admin index: integration warnings and the user's open sessions."""
+"""Template tags of the admin: integration warnings, the user's open sessions, login options."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from registrations.admin.common import integration_notes, integration_warnings
 from registrations.admin.scoping import classrooms_for, sessions_for
+from registrations.sso import login_options
 
 register = template.Library()
 
@@ -30,3 +31,9 @@ def classroom_summary(context: template.Context) -> dict[str, Any]:
         # A first-time instructor creates the classroom first, then its first session.
         "has_classroom": classrooms_for(request.user).exists(),
     }
+
+
+@register.simple_tag
+def sso_login() -> dict[str, Any]:
+    """How the login page lets people in: single sign-on, the password form, or both."""
+    return login_options()

@@ -7,14 +7,13 @@ import sys
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
-INSTRUCTORS_GROUP = "Instructors"
+from registrations.instructors import InstructorsGroupMissing, create_instructor
 
 
 class Command(BaseCommand):
@@ -52,13 +51,9 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError("Password rejected: " + " ".join(exc.messages)) from exc
         try:
-            group = Group.objects.get(name=INSTRUCTORS_GROUP)
-        except Group.DoesNotExist as exc:
-            raise CommandError("The Instructors group is missing: run migrate first.") from exc
-        try:
-            with transaction.atomic():
-                user = User.objects.create_user(username, email, password, is_staff=True)
-                user.groups.add(group)
+            create_instructor(username, email, password)
+        except InstructorsGroupMissing as exc:
+            raise CommandError(str(exc)) from exc
         except IntegrityError as exc:  # created by someone else since the check
             raise CommandError(f"A user named “{username}” already exists.") from exc
         self.stdout.write(f"Instructor “{username}” created. They can log in at /admin/.")
