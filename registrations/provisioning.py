@@ -276,7 +276,7 @@ def _ensure_workspace(account: Account) -> str:
     if not name:
         return ""
     client = get_client()
-    template = session_lifecycle.find_template(name)
+    template = session_lifecycle.find_template_for_workspace(name)
     if template is None:
         return f"Coder template “{name}” not found: no workspace was created."
     try:

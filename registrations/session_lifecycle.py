@@ -5,6 +5,8 @@ workflow."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -123,6 +125,29 @@ def coder_templates() -> list[coder.Template]:
 def find_template(name: str) -> coder.Template | None:
     """The Coder template a session names (exact name, in CODER_ORGANIZATION), or None."""
     return coder.get_client().template_by_name(name, settings.CODER_ORGANIZATION or None)
+
+
+# A class burst creates hundreds of workspaces from one template within seconds, and GET
+# /templates is one rate-limit budget for the whole deployment: provisioning looks a template
+# up once a minute per process, not once per student. A missing template is never remembered.
+TEMPLATE_CACHE_SECONDS = 60.0
+_found_templates: dict[tuple[str, str, str], tuple[float, coder.Template]] = {}
+_found_templates_lock = threading.Lock()
+
+
+def find_template_for_workspace(name: str) -> coder.Template | None:
+    """find_template, remembered for TEMPLATE_CACHE_SECONDS once found (for provisioning)."""
+    key = (coder.get_client().url, settings.CODER_ORGANIZATION or "", name.lower())
+    now = time.monotonic()
+    with _found_templates_lock:
+        found = _found_templates.get(key)
+    if found is not None and now - found[0] < TEMPLATE_CACHE_SECONDS:
+        return found[1]
+    template = find_template(name)
+    if template is not None:
+        with _found_templates_lock:
+            _found_templates[key] = (now, template)
+    return template
 
 
 def validation_text(error: ValidationError) -> str:

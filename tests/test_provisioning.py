@@ -336,3 +336,22 @@ def test_workspace_is_created_from_the_sessions_template(open_session, services)
     [create] = fake_coder.requests("POST", f"/api/v2/users/{account.coder_user_id}/workspaces")
     assert create.body == {"name": "python-lab", "template_id": template["id"]}
     assert account.status == AccountStatus.ACTIVE and account.last_error == ""
+
+
+def test_a_class_looks_its_template_up_once_not_once_per_student(open_session, services):
+    """GET /templates is one rate-limit budget for the deployment: one look-up serves a class."""
+    fake_coder, _ = services
+    template = fake_coder.add_template("python-lab")
+    session = make_session(open_session.classroom, "python lab 7", coder_template="python-lab")
+    accounts = [
+        Account.objects.create(session=session, phone=f"+1415555020{n}",
+                               expires_at=session.expires_at)
+        for n in range(3)
+    ]  # fmt: skip
+
+    for account in accounts:
+        provisioning.provision(account.pk)
+
+    assert len(fake_coder.requests("GET", "/api/v2/templates")) == 1
+    creates = [r for r in fake_coder.requests("POST") if r.path.endswith("/workspaces")]
+    assert [r.body["template_id"] for r in creates] == [template["id"]] * 3
