@@ -198,6 +198,13 @@ def _create_or_adopt(account: Account) -> tuple[User, str]:
     Returns the user and the password it now has.
     """
     client = get_client()
+    if account.coder_user_id and account.coder_username:
+        # An earlier attempt created the user, then stopped (its template look-up waited on
+        # the rate limit, a workspace call failed): take the user over by id rather than send
+        # a create that Coder would refuse with 409.
+        existing = client.get_user(account.coder_user_id)
+        if existing is not None and credentials.is_ours(account.coder_username, existing.email):
+            return _adopt(client, account, existing)
     password = credentials.generate_password()
     organization_id = client.resolve_organization_id(settings.CODER_ORGANIZATION or None)
     for _ in range(USERNAME_TRIES):

@@ -235,6 +235,8 @@ def test_failure_after_the_create_is_recovered_without_a_second_user(
     assert our_users(fake_coder) == [account.coder_username]
     assert [w["name"] for w in fake_coder.workspaces_of(account.coder_username)] == ["python-lab"]
     assert logs_in(fake_coder.url, sms(fake_twilio))
+    # Taken over by its id: no second create for Coder to refuse with 409.
+    assert [a.status for a in fake_coder.answers if a.path == "/api/v2/users"] == [201]
 
 
 def test_worker_killed_mid_provisioning_is_recovered_by_the_sweep(account, services, run_tasks):
