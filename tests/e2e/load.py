@@ -112,9 +112,7 @@ async def fire(
             sid = sids[i] if sids else None
             params = twilio_params(body, phone, sid, account_sid=account_sid)
             due = i / rate if rate else 0.0
-            jobs.append(
-                _one(session, url, public_url, validator, params, due, t0, epoch0, senders)
-            )
+            jobs.append(_one(session, url, public_url, validator, params, due, t0, epoch0, senders))
         return list(await asyncio.gather(*jobs))
 
 
