@@ -1,4 +1,4 @@
-"""The benchmarks of the whole system against the targets, on SQLite + ORM broker and on
+"""The benchmarks of the whole system against their targets, on SQLite + ORM broker and on
 PostgreSQL + Redis.
 
 Each starts a fresh deployment (gunicorn and qcluster subprocesses; fake Coder at 50 ms with
@@ -19,6 +19,7 @@ table of each target beside its figure (✔/✘) and writes everything to bench/
     bench/run --quick                   # smaller sizes, for a smoke run
     bench/run burst --backend postgres  # one benchmark, one backend
     bench/run expiry --no-rate-limit    # a Coder without its API rate limit
+    bench/run serve --quick --coder-rate-limit 60   # a small class against a tight limit
 """
 
 from __future__ import annotations
@@ -572,7 +573,7 @@ def _version(argv: list[str]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/run",
-        description=__doc__.splitlines()[0],
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -596,11 +597,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--web-threads", type=int, default=4, help="threads per gunicorn process")
     parser.add_argument("--clusters", type=int, default=2, help="qcluster processes")
     parser.add_argument("--q-workers", type=int, default=2, help="worker processes per qcluster")
-    parser.add_argument(
+    limits = parser.add_mutually_exclusive_group()
+    limits.add_argument(
         "--no-rate-limit",
         action="store_true",
-        help=f"a fake Coder without its API rate limit (default: {CODER_RATE_LIMIT}/min, "
-        "per client and path, as coderd's default)",
+        help="a fake Coder without its API rate limit",
+    )
+    limits.add_argument(
+        "--coder-rate-limit",
+        type=int,
+        default=CODER_RATE_LIMIT,
+        metavar="N",
+        help="the fake Coder's API limit per client and path, a minute (default: "
+        f"{CODER_RATE_LIMIT}, coderd's; lower it to see a small class against the limit)",
     )
     parser.add_argument(
         "--set",
@@ -631,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         q_workers=args.q_workers,
         logs=logs,
         settings=dict(item.split("=", 1) for item in args.set),
-        rate_limit=None if args.no_rate_limit else CODER_RATE_LIMIT,
+        rate_limit=None if args.no_rate_limit else args.coder_rate_limit,
     )
     backends = BACKENDS if args.backend == "all" else (args.backend,)
     benchmarks = args.benchmarks or list(DEFAULT_BENCHMARKS)
