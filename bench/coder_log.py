@@ -1,6 +1,6 @@
 """What the fake Coder's answers say: when each student's access ended, what Coder refused.
 
-Read from the fake's side (FakeCoder.answers_log: wall-clock time, method, path, status of
+Read from the fake's side (FakeCoder.answers(): method, path, status and clock() time of
 every answer), so the figures are what Coder did, whatever the app believes it did.
 """
 
@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from tests.fakes.coder import AnsweredRequest
+from tests.fakes.coder import Answered
 
 API = "/api/v2"
 SUSPEND = re.compile(rf"^{API}/users/(?P<user>[^/]+)/status/suspend$")
@@ -20,9 +20,7 @@ USER = re.compile(rf"^{API}/users/(?P<user>[^/]+)$")
 OBJECT = re.compile(r"/(users|workspaces|workspacebuilds|templates|organizations|members)/[^/]+")
 
 
-def access_ended(
-    answers: Iterable[AnsweredRequest], users: list[tuple[str, str]]
-) -> dict[str, float]:
+def access_ended(answers: Iterable[Answered], users: list[tuple[str, str]]) -> dict[str, float]:
     """Wall-clock second each user lost access, by username: their first suspension answered
     200, or their deletion answered 2xx if that came first (a deleted user cannot log in)."""
     names = {key: name for name, user_id in users for key in (name, user_id, user_id.lower())}
@@ -35,7 +33,7 @@ def access_ended(
     return ended
 
 
-def _ended_user(answer: AnsweredRequest) -> str | None:
+def _ended_user(answer: Answered) -> str | None:
     if answer.method == "PUT" and answer.status == 200:
         match = SUSPEND.match(answer.path)
         return match["user"] if match else None
@@ -45,7 +43,7 @@ def _ended_user(answer: AnsweredRequest) -> str | None:
     return None
 
 
-def refusals(answers: Iterable[AnsweredRequest]) -> dict[str, Any]:
+def refusals(answers: Iterable[Answered]) -> dict[str, Any]:
     """429s, and every other 4xx by route and status: requests Coder would refuse."""
     limited = 0
     refused: Counter[str] = Counter()

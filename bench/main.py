@@ -284,7 +284,7 @@ def class_at_once(config: Config, kind: str, name: str, n: int) -> dict[str, Any
     phones = [student_phone(i) for i in range(n)]
     with deployed(config, kind, name) as stack:
         create_open_session(stack, phrase, "--template", TEMPLATE)
-        mark = len(stack.coder.answers_log)
+        mark = len(stack.coder.answers())
         samples = stack.burst(phrase, n, timeout=GIVE_UP_SECONDS)
         texted = {s["phone"]: s["at"] for s in samples}
         first_text = min(texted.values())
@@ -294,7 +294,7 @@ def class_at_once(config: Config, kind: str, name: str, n: int) -> dict[str, Any
             lambda: not unserved(stack.twilio, answered), deadline=first_text + GIVE_UP_SECONDS
         )
         arrived = first_credentials_at(stack.twilio)
-        coder = refusals(stack.coder.answers_log[mark:])
+        coder = refusals(stack.coder.answers()[mark:])
         sent = credentials_sent(stack.twilio)
         logins = count_logins(stack.coder, [sent[p][-1] for p in phones if p in sent])
         statuses = stack.account_statuses()
@@ -392,12 +392,12 @@ def expire_class(config: Config, kind: str, n: int) -> dict[str, Any]:
         users = seed_coder_users(stack.coder, n)
         users_file = stack.workdir / "users.json"
         users_file.write_text(json.dumps(users))
-        mark = len(stack.coder.answers_log)
+        mark = len(stack.coder.answers())
         expires_at = time.time() + EXPIRY_LEAD_SECONDS
         probe(stack, "seed-expiring", str(users_file), "--expires-at", f"{expires_at:.3f}")
         seeded_late = max(0.0, time.time() - expires_at)
         timeline = watch_expiry(stack, n, expires_at)
-        answers = stack.coder.answers_log[mark:]
+        answers = stack.coder.answers()[mark:]
         users_left, workspaces_left = stack.coder.live_counts(EMAIL_DOMAIN)
         phones = phone_columns_holding(stack, [student_phone(i) for i in range(n)])
         statuses = stack.account_statuses()
@@ -476,7 +476,7 @@ def bench_cleanup(config: Config, kind: str) -> dict[str, Any]:
         users_file.write_text(json.dumps(users))
         probe(stack, "seed-expired", str(users_file))
         start_workers(config, stack)
-        mark = len(stack.coder.answers_log)
+        mark = len(stack.coder.answers())
         started = time.time()
         stack.manage("cleanup")
         emptied = wait_until(
@@ -484,7 +484,7 @@ def bench_cleanup(config: Config, kind: str) -> dict[str, Any]:
             deadline=started + GIVE_UP_SECONDS,
         )
         done = time.time() - started
-        answers = stack.coder.answers_log[mark:]
+        answers = stack.coder.answers()[mark:]
         users_left, workspaces_left = stack.coder.live_counts(EMAIL_DOMAIN)
         phones = phone_columns_holding(stack, [student_phone(i) for i in range(n)])
     return {
