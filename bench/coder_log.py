@@ -1,6 +1,6 @@
 """What the fake Coder's answers say: when each student's access ended, what Coder refused.
 
-Read from the fake's side (FakeCoder.answers(): method, path, status and clock() time of
+Read from the fake's side (FakeCoder.answers: method, path, status and clock() time of
 every answer), so the figures are what Coder did, whatever the app believes it did.
 """
 

@@ -163,7 +163,10 @@ def access(c: dict[str, Any]) -> Cell:
     text = " / ".join(f"> {v:.0f}" if v >= GIVE_UP_SECONDS else f"{v}" for v in figures) + " s"
     if c["access_not_ended"]:
         text += f" ({c['access_not_ended']} never)"
-    return text, c["access_not_ended"] == 0 and c["access_max_s"] <= 60
+    if c["access_ended_before_expiry"]:
+        text += f" ({c['access_ended_before_expiry']} before expiry)"
+    on_time = c["access_not_ended"] == 0 and c["access_ended_before_expiry"] == 0
+    return text, on_time and c["access_max_s"] <= 60
 
 
 def nothing_left(limit: float) -> Callable[[dict[str, Any]], Cell]:
