@@ -537,7 +537,8 @@ def probe(stack: Stack, *args: str) -> dict[str, Any]:
     )
     if result.returncode != 0:
         raise RuntimeError(f"bench.probe {args[0]} failed:\n{result.stdout}\n{result.stderr}")
-    return json.loads(result.stdout)
+    answer: dict[str, Any] = json.loads(result.stdout)
+    return answer
 
 
 RUNNERS: dict[str, Callable[[Config, str], dict[str, Any]]] = {

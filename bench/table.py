@@ -222,7 +222,8 @@ def cell(results: dict[str, Any], kind: str, row: Row) -> str:
     if result is None:
         return "-"
     if "error" in result:
-        return "FAILED: " + result["error"].strip().splitlines()[-1][:40]
+        last_line: str = result["error"].strip().splitlines()[-1]
+        return "FAILED: " + last_line[:40]
     try:
         text, ok = row.render(result, kind)
     except (KeyError, TypeError) as exc:
