@@ -1,7 +1,9 @@
 """Work done inside the app's own environment (its settings and database) for the benchmarks:
-seed expired accounts for the cleanup benchmark, and count the queries a webhook makes.
+seed expired (or soon expiring) accounts for the cleanup and expiry benchmarks, and count the
+queries a webhook makes.
 
     python -m bench.probe seed-expired USERS.json
+    python -m bench.probe seed-expiring USERS.json --expires-at 1767225600.0
     python -m bench.probe queries --sessions 10 --more-sessions 990 --accounts 100000
 
 Run by bench/run with the deployment's environment; prints one JSON document.
@@ -15,9 +17,10 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import django
 
@@ -44,12 +47,17 @@ def classroom() -> Classroom:
     return Classroom.objects.get_or_create(owner=owner, name="Bench")[0]
 
 
-def add_sessions(count: int, first: int, *, expired: bool = False) -> list[Session]:
-    """Bulk-create sessions `bench lab {first}..`; open now, or long expired."""
+def add_sessions(
+    count: int, first: int, *, expired: bool = False, expires_at: datetime | None = None
+) -> list[Session]:
+    """Bulk-create sessions `bench lab {first}..`: open now, long expired, or closed and
+    expiring at `expires_at`."""
     now = timezone.now()
-    opens = now - timedelta(hours=3 if expired else 0, minutes=1)
-    closes = now - timedelta(hours=2) if expired else now + timedelta(hours=1)
+    opens = now - timedelta(hours=3 if expired or expires_at else 0, minutes=1)
+    closes = now - timedelta(hours=2) if expired or expires_at else now + timedelta(hours=1)
     expires = now - timedelta(minutes=1) if expired else now + timedelta(hours=3)
+    if expires_at is not None:
+        expires = expires_at
     room = classroom()
     sessions = []
     for i in range(first, first + count):
@@ -102,6 +110,16 @@ def seed_expired(users_file: str) -> dict[str, Any]:
     return {"session": session.pk, "accounts": len(users)}
 
 
+def seed_expiring(users_file: str, expires_at: float) -> dict[str, Any]:
+    """One closed session expiring at `expires_at` (epoch seconds) whose active accounts own
+    the given Coder users: the app's own scheduler then expires them."""
+    users = [tuple(pair) for pair in json.loads(Path(users_file).read_text())]
+    when = datetime.fromtimestamp(expires_at, tz=UTC)
+    session = add_sessions(1, 0, expires_at=when)[0]
+    add_accounts([session], len(users), users)
+    return {"session": session.pk, "accounts": len(users), "expires_at": when.isoformat()}
+
+
 def post(client: Client, body: str, phone: str, sid: str | None = None) -> tuple[str, int, float]:
     """Post one signed webhook; return (sid, queries, seconds)."""
     params = twilio_params(body, phone, sid, account_sid=settings.TWILIO_ACCOUNT_SID)
@@ -109,7 +127,13 @@ def post(client: Client, body: str, phone: str, sid: str | None = None) -> tuple
     signature = RequestValidator(settings.TWILIO_AUTH_TOKEN).compute_signature(url, params)
     with CaptureQueriesContext(connection) as queries:
         started = time.perf_counter()
-        response = client.post("/twilio/sms/", params, HTTP_X_TWILIO_SIGNATURE=signature)
+        # Twilio posts a form; the webhook refuses any other body (multipart, the client's default).
+        response = client.post(
+            "/twilio/sms/",
+            urlencode(params),
+            content_type="application/x-www-form-urlencoded",
+            HTTP_X_TWILIO_SIGNATURE=signature,
+        )
         elapsed = time.perf_counter() - started
     if response.status_code != 200:
         raise SystemExit(f"webhook answered {response.status_code}: {response.content[:200]!r}")
@@ -168,6 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     seed = commands.add_parser("seed-expired")
     seed.add_argument("users_file")
+    expiring = commands.add_parser("seed-expiring")
+    expiring.add_argument("users_file")
+    expiring.add_argument("--expires-at", type=float, required=True, help="epoch seconds")
     count = commands.add_parser("queries")
     count.add_argument("--sessions", type=int, default=10)
     count.add_argument("--more-sessions", type=int, default=990)
@@ -175,6 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "seed-expired":
         result = seed_expired(args.users_file)
+    elif args.command == "seed-expiring":
+        result = seed_expiring(args.users_file, args.expires_at)
     else:
         result = queries(args.sessions, args.more_sessions, args.accounts)
     json.dump(result, sys.stdout)

@@ -334,12 +334,15 @@ class Stack:
         first: int = 0,
         rate: float | None = None,
         repeat: int = 1,
+        concurrency: int | None = None,
+        timeout: float = 300,
     ) -> list[dict[str, Any]]:
         """Text `body` from `count` students (phones from index `first`) from a load process.
 
         All at once when `rate` is None, else `rate` texts per second; each text delivered
-        `repeat` times with one MessageSid (Twilio's retries). Returns one sample per request:
-        phone, sid, started, latency, status, error.
+        `repeat` times with one MessageSid (Twilio's retries); at most `concurrency` requests
+        in flight when given. Returns one sample per request: phone, sid, at, started,
+        latency, status, error.
         """
         argv = [
             python_bin(),
@@ -364,12 +367,14 @@ class Stack:
             argv += ["--rate", str(rate)]
         if repeat > 1:
             argv += ["--repeat", str(repeat)]
+        if concurrency:
+            argv += ["--concurrency", str(concurrency)]
         result = subprocess.run(
             argv,
             cwd=REPO,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=timeout,
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
         if result.returncode != 0:

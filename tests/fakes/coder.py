@@ -891,6 +891,18 @@ class FakeCoder(BaseFakeServer):
                 if ws.owner_id == user.id and not self._is_deleted(ws)
             ]
 
+    def live_counts(self, marker_domain: str) -> tuple[int, int]:
+        """(users, workspaces) of users @marker_domain not deleted yet: a cheap poll for
+        benchmarks (no JSON; like workspaces_of, it does not count as a poll of a build)."""
+        suffix = "@" + marker_domain.lower()
+        with self._lock:
+            ours = {u.id for u in self._users.values() if u.email.lower().endswith(suffix)}
+            users = sum(not self._users[i].deleted for i in ours)
+            workspaces = sum(
+                ws.owner_id in ours and not self._is_deleted(ws) for ws in self._workspaces.values()
+            )
+            return users, workspaces
+
     # There is deliberately no Python shortcut to log a user in: a student logs in over HTTP
     # with the email and password texted to them (tests/student.py), as Coder requires.
 
