@@ -33,7 +33,7 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from registrations import coder, events, jobs, sms, texts
+from registrations import coder, events, jobs, sms, sql, texts
 from registrations.models import (
     DELETION_STATUSES,
     Account,
@@ -94,6 +94,51 @@ def request_deletion(account: Account, reason: str) -> bool:
         _dispatch(_enter_pipeline(Account.objects.filter(pk=account.pk), now))
     account.refresh_from_db()
     return bool(marked)
+
+
+def _phone_deletion_sql() -> str:
+    account = sql.table(Account)
+    entering = "status IN (" + ", ".join(f"'{s}'" for s in ENTRY_STATUSES) + ")"
+    leaving = (AccountStatus.DELETED, *DELETION_STATUSES)
+    on_entry = {
+        "status": f"'{AccountStatus.SUSPENDING}'",
+        "status_changed_at": "%(now)s",
+        "next_attempt_at": "NULL",  # dispatched: its task is enqueued on commit
+        "claimed_by": "''",
+        "attempts": "0",
+        "last_error": "''",
+    }
+    entered = ", ".join(
+        f"{column} = CASE WHEN {entering} THEN {value} ELSE {column} END"
+        for column, value in on_entry.items()
+    )
+    return (
+        f"UPDATE {account} SET deletion_reason = %(reason)s, deletion_requested_at = %(now)s, "
+        f"{entered} WHERE phone = %(phone)s AND deletion_requested_at IS NULL "
+        "AND status NOT IN (" + ", ".join(f"'{s}'" for s in leaving) + ") "
+        "RETURNING id, session_id, status"
+    )
+
+
+_PHONE_DELETION = _phone_deletion_sql()
+
+
+def request_deletion_of_phone(phone: str, reason: str) -> list[tuple[int, int]]:
+    """Start deleting every live account of a phone; return (account, session) ids, newest first.
+
+    What request_deletion does for each account, in one statement (the webhook's DONE): each
+    account not yet asked is marked; those in an entry status enter the pipeline, dispatched.
+    An account being provisioned is only marked (its task hands it over, as for
+    request_deletion). One still requested without a Coder username enters too: its first
+    step finds nothing in Coder and marks it deleted, and provisioning can no longer claim it.
+    """
+    now = sql.moment(timezone.now())
+    changed = sql.rows(_PHONE_DELETION, {"reason": reason, "now": now, "phone": phone})
+    entered = sorted(pk for pk, _, status in changed if status == AccountStatus.SUSPENDING)
+    _enqueue(entered)
+    if entered:
+        logger.info("deletion pipeline: %d accounts entered", len(entered))
+    return sorted(((pk, session_id) for pk, session_id, _ in changed), reverse=True)
 
 
 def _enter_pipeline(accounts: QuerySet[Account], now: datetime) -> list[int]:
@@ -172,9 +217,8 @@ def advance(account_id: int) -> None:
     """Run one step of an account's deletion pipeline, then schedule the next one."""
     now = timezone.now()
     owner = jobs.current_owner()
-    claimed = (
-        Account.objects.filter(_due(now), pk=account_id, status__in=DELETION_STATUSES)
-        .update(next_attempt_at=now + jobs.task_lease(), claimed_by=owner)
+    claimed = Account.objects.filter(_due(now), pk=account_id, status__in=DELETION_STATUSES).update(
+        next_attempt_at=now + jobs.task_lease(), claimed_by=owner
     )
     if not claimed:
         return  # not in the pipeline, not due yet, or another worker holds it
@@ -364,7 +408,10 @@ def _back_off(account: Account, exc: Exception) -> None:
     )
     logger.warning(
         "account %s: %s failed (%s); retrying in %ds",
-        account.pk, account.status, error, delay.total_seconds(),
+        account.pk,
+        account.status,
+        error,
+        delay.total_seconds(),
     )
 
 
