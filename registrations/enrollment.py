@@ -103,26 +103,48 @@ def _insert_sql() -> str:
     )
 
 
-def _insert_if_seat_free(session_id: int, phone: str, source: str, now: datetime) -> Account | None:
+@cache
+def _constant_values() -> dict[str, Any]:
+    """The new row's columns that are the same for every account, ready for the database."""
+    constant = [f for f in _insert_fields() if f.attname not in _PER_ACCOUNT]
+    assert not any(f.has_default() and callable(f.default) for f in constant), "see _PER_ACCOUNT"
+    return {f.attname: f.get_db_prep_save(f.get_default(), connection) for f in constant}
+
+
+# Given for each account; every other column takes its default, a constant (a field whose
+# default is computed, like a time, belongs here).
+_PER_ACCOUNT = ("session_id", "phone", "source", "status", "created_at", "status_changed_at")
+
+
+def _insert_if_seat_free(
+    session_id: int, phone: str, source: str, now: datetime
+) -> Account | None:
+    moment = sql.moment(now)
+    params = {
+        **_constant_values(),
+        "session_id": session_id,
+        "phone": phone,
+        "source": source,
+        "status": AccountStatus.REQUESTED.value,
+        "created_at": moment,
+        "status_changed_at": moment,
+        "now": moment,
+    }
+    found = sql.rows(_insert_sql(), params)
+    if not found:
+        return None
+    ((pk, expires_at),) = found
     account = Account(
+        pk=pk,
         session_id=session_id,
         phone=phone,
         source=source,
         status=AccountStatus.REQUESTED,
+        expires_at=sql.read(Account, "expires_at", expires_at),
         created_at=now,
         status_changed_at=now,
     )
-    params = {
-        field.attname: field.get_db_prep_save(getattr(account, field.attname), connection)
-        for field in _insert_fields()
-    }
-    params["now"] = sql.moment(now)
-    found = sql.rows(_insert_sql(), params)
-    if not found:
-        return None
-    account.pk, expires_at = found[0]
-    account.expires_at = sql.read(Account, "expires_at", expires_at)
-    account._state.adding = False
+    account._state.adding = False  # the row exists: a save() updates it
     return account
 
 

@@ -172,6 +172,13 @@ def _is_ours(raw_from: str, phone: str | None, to_number: str) -> bool:
     return bool(raw_from) and (raw_from in ours or phone in ours or phone == to_number)
 
 
+_LOG = (
+    f"INSERT INTO {sql.table(InboundMessage)} (message_sid, phone, to_number, body, "
+    "received_at, outcome, session_id, account_id) VALUES (%(message_sid)s, %(phone)s, "
+    "%(to_number)s, %(body)s, %(received_at)s, %(outcome)s, %(session_id)s, %(account_id)s)"
+)
+
+
 def _log(message: Message, now: datetime, routed: Routed) -> None:
     """Insert the message's log row, once, with its outcome (the last write of the webhook).
 
@@ -181,17 +188,18 @@ def _log(message: Message, now: datetime, routed: Routed) -> None:
     is only queued on commit). A replay after retention deleted the row is refused by the read
     (`read_sender`), which finds the sid's SeenMessage.
     """
+    row = {
+        "message_sid": message.sid,
+        "phone": message.phone,
+        "to_number": message.to_number,
+        "body": message.body,
+        "received_at": sql.moment(now),
+        "outcome": str(routed.outcome),
+        "session_id": routed.session_id,
+        "account_id": routed.account_id,
+    }
     try:
-        InboundMessage.objects.create(
-            message_sid=message.sid,
-            phone=message.phone,
-            to_number=message.to_number,
-            body=message.body,
-            received_at=now,
-            outcome=routed.outcome,
-            session_id=routed.session_id,
-            account_id=routed.account_id,
-        )
+        sql.run(_LOG, row)
     except IntegrityError as exc:
         # Leaving the atomic block by an exception rolls back whatever routing did.
         raise _SeenBefore from exc
@@ -320,10 +328,10 @@ _RESEND_TARGET = (
 def _sender_sql(target: str | None) -> str:
     # One row per earlier message in the window (at least one row, even for a first-time
     # sender), each carrying the opt-out flag, whether the MessageSid was seen, and the
-    # target: one snapshot, so a sid that retention moves meanwhile is found in one place or
-    # the other. No ORDER BY: past the limit the
-    # sender is throttled whatever the outcomes, and below it every row is read. The
-    # (phone, received_at) index serves the window.
+    # target. One statement is one snapshot: a sid that retention moves meanwhile is found
+    # in the log or in SeenMessage. The window needs no ORDER BY: past the limit the sender
+    # is throttled whatever the outcomes, and below it every row is read. The
+    # (phone, received_at) index serves it.
     recent = (
         f"SELECT m.outcome FROM {_INBOUND} m "
         "WHERE m.phone = %(phone)s AND m.received_at >= %(since)s LIMIT %(limit)s"

@@ -32,9 +32,11 @@ def rows(sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         return list(cursor.fetchall())
 
 
-def run(sql: str, params: Mapping[str, Any] | Sequence[Any]) -> None:
+def run(sql: str, params: Mapping[str, Any] | Sequence[Any]) -> int:
+    """Run a statement; return the number of rows it changed."""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        return int(cursor.rowcount)
 
 
 def read(model: type[Model], field_name: str, value: Any) -> Any:
