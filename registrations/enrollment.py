@@ -47,19 +47,26 @@ class EnrollResult:
     outcome: InboundOutcome
 
 
-def enroll(session: Session | int, phone: str, *, source: str = AccountSource.SMS) -> EnrollResult:
+def enroll(
+    session: Session | int,
+    phone: str,
+    *,
+    source: str = AccountSource.SMS,
+    session_locked: bool = False,
+) -> EnrollResult:
     """Create the phone's Account in the session and queue provisioning, or handle a repeat.
 
     The caller decides whether the session accepts enrollments; this enforces capacity, the
     session's end and the one-account-per-phone rule. A repeat text (source SMS) from a phone
     with an active account takes the rate-limited resend path; any other repeat changes
-    nothing (outcome duplicate). Two statements when a seat is free (one on SQLite).
+    nothing (outcome duplicate). Two statements when a seat is free, one on SQLite or when
+    the caller has locked the session row in this transaction (`session_locked`).
     """
     session_id = session if isinstance(session, int) else session.pk
     now = timezone.now()
     # No savepoint of its own: inside the webhook's transaction this only adds the lock.
     with transaction.atomic(savepoint=False):
-        if connection.features.has_select_for_update:
+        if connection.features.has_select_for_update and not session_locked:
             # Serialises enrollments in one session, so two last-seat requests cannot both
             # count a free seat, and an admin's "end now" or "extend" is seen: the insert
             # below is a new statement, so it reads what they committed. SQLite has no row
@@ -116,9 +123,7 @@ def _constant_values() -> dict[str, Any]:
 _PER_ACCOUNT = ("session_id", "phone", "source", "status", "created_at", "status_changed_at")
 
 
-def _insert_if_seat_free(
-    session_id: int, phone: str, source: str, now: datetime
-) -> Account | None:
+def _insert_if_seat_free(session_id: int, phone: str, source: str, now: datetime) -> Account | None:
     moment = sql.moment(now)
     params = {
         **_constant_values(),

@@ -18,7 +18,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.http import QueryDict
 from django.utils import timezone
 
@@ -314,6 +314,11 @@ _PHRASE_TARGET = (
     # Among scheduled sessions the next to open; among the others (all NULL here) no effect.
     f"CASE WHEN {_LIVE} AND s.opens_at > %(now)s THEN s.opens_at END, "
     "s.closes_at DESC, s.id DESC LIMIT 1"
+    # On PostgreSQL the session found is locked here, by the read, not by a statement of its
+    # own: enrollments in one session are serialised from this point (enrollment.enroll, whose
+    # insert re-checks seat and end in a statement of its own, so with what committed while
+    # we waited). SQLite has no row locks; its writers are serialised whole.
+    + (" FOR UPDATE OF s" if connection.features.has_select_for_update_of else "")
 )
 _GONE = (AccountStatus.DELETED, *DELETION_STATUSES)
 # RESEND: the phone's newest live account, on the (phone, status) index.
@@ -477,7 +482,7 @@ def _phrase(target: Target | None, phone: str) -> Routed:
 
 
 def _enroll(session_id: int, phone: str) -> Routed:
-    result = enrollment.enroll(session_id, phone)
+    result = enrollment.enroll(session_id, phone, session_locked=True)
     account_id = result.account.pk if result.account else None
     routed = Routed(result.outcome, None, session_id, account_id)
     if result.outcome == InboundOutcome.FULL:
