@@ -217,8 +217,9 @@ def advance(account_id: int) -> None:
     """Run one step of an account's deletion pipeline, then schedule the next one."""
     now = timezone.now()
     owner = jobs.current_owner()
-    claimed = Account.objects.filter(_due(now), pk=account_id, status__in=DELETION_STATUSES).update(
-        next_attempt_at=now + jobs.task_lease(), claimed_by=owner
+    claimed = (
+        Account.objects.filter(_due(now), pk=account_id, status__in=DELETION_STATUSES)
+        .update(next_attempt_at=now + jobs.task_lease(), claimed_by=owner)
     )
     if not claimed:
         return  # not in the pipeline, not due yet, or another worker holds it
@@ -408,10 +409,7 @@ def _back_off(account: Account, exc: Exception) -> None:
     )
     logger.warning(
         "account %s: %s failed (%s); retrying in %ds",
-        account.pk,
-        account.status,
-        error,
-        delay.total_seconds(),
+        account.pk, account.status, error, delay.total_seconds(),
     )
 
 

@@ -2,9 +2,10 @@
 
 Runs inside the webhook request, so it only touches the database and the broker; Coder and
 Twilio's REST API are called by the worker. Every path is a few statements whatever the number
-of sessions and accounts (tests/test_webhook_queries.py; README, "Webhook cost"): remember the
-MessageSid, one read of everything the sender's text needs, at most two writes to act on it,
-and the message's log row, inserted once with its outcome.
+of sessions and accounts (tests/test_webhook_queries.py; README, "Webhook cost"): one read of
+everything the text needs (whether its MessageSid was seen, the sender's state, the session it
+names), at most two writes to act on it, and the message's log row, inserted once with its
+outcome.
 """
 
 from __future__ import annotations
@@ -153,8 +154,9 @@ def _clean(value: str | None) -> str:
     return (value or "").replace("\x00", "").strip()
 
 
-# Reading a phone number (phonenumbers) was a tenth of the webhook's CPU. Our own numbers are
-# few and fixed: each is read once per process (the settings are part of the key).
+# Reading a phone number (phonenumbers) is a tenth of a webhook's CPU, and each webhook has
+# three. Our own numbers are few and fixed: each is read once per process (the settings are
+# part of the key); only the sender's is read every time.
 @functools.lru_cache(maxsize=64)
 def _our_number(raw: str, region: str) -> str:
     """The number a student texted (To), in E.164 when it reads as one."""
