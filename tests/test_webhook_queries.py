@@ -71,14 +71,20 @@ def fill_database(classroom) -> None:
     )
 
 
-@pytest.fixture
-def sessions(classroom) -> dict[str, Session]:
+# Replies are rendered in the session's language: read with the rest, never by a query more.
+@pytest.fixture(params=["en", "es"])
+def sessions(classroom, request) -> dict[str, Session]:
     now = timezone.now()
+    language = request.param
     scheduled = make_session(classroom, phrase="rust lab", opens_at=now + timedelta(days=1),
                              closes_at=now + timedelta(days=1, hours=1),
-                             expires_at=now + timedelta(days=2))  # fmt: skip
-    full = make_session(classroom, phrase="go lab", capacity=0)
-    return {"open": make_session(classroom), "scheduled": scheduled, "full": full}
+                             expires_at=now + timedelta(days=2), language=language)  # fmt: skip
+    full = make_session(classroom, phrase="go lab", capacity=0, language=language)
+    return {
+        "open": make_session(classroom, language=language),
+        "scheduled": scheduled,
+        "full": full,
+    }
 
 
 def give_account(session: Session, phone: str, status: str = AccountStatus.ACTIVE) -> None:
