@@ -127,7 +127,8 @@ def post(client: Client, body: str, phone: str, sid: str | None = None) -> tuple
     signature = RequestValidator(settings.TWILIO_AUTH_TOKEN).compute_signature(url, params)
     with CaptureQueriesContext(connection) as queries:
         started = time.perf_counter()
-        # Twilio posts a form; the webhook refuses any other body (multipart, the client's default).
+        # Form-encoded, as Twilio posts it: the webhook refuses any other body (multipart, the
+        # test client's default) before it is read (request_limits).
         response = client.post(
             "/twilio/sms/",
             urlencode(params),

@@ -28,13 +28,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from registrations import coder, events, jobs, sms, texts
+from registrations import coder, events, jobs, sms, sql, texts
 from registrations.models import (
     DELETION_STATUSES,
     Account,
@@ -44,6 +45,7 @@ from registrations.models import (
     OutboundKind,
     OutboundMessage,
     OutboundStatus,
+    Session,
 )
 
 logger = logging.getLogger(__name__)
@@ -95,6 +97,63 @@ def request_deletion(account: Account, reason: str) -> bool:
         _dispatch(_enter_pipeline(Account.objects.filter(pk=account.pk), now))
     account.refresh_from_db()
     return bool(marked)
+
+
+def _phone_deletion_sql() -> str:
+    account, session = sql.table(Account), sql.table(Session)
+    entering = "status IN (" + ", ".join(f"'{s}'" for s in ENTRY_STATUSES) + ")"
+    leaving = (AccountStatus.DELETED, *DELETION_STATUSES)
+    on_entry = {
+        "status": f"'{AccountStatus.SUSPENDING}'",
+        "status_changed_at": "%(now)s",
+        "next_attempt_at": "NULL",  # dispatched: its task is enqueued on commit
+        "claimed_by": "''",
+        "attempts": "0",
+        "last_error": "''",
+    }
+    entered = ", ".join(
+        f"{column} = CASE WHEN {entering} THEN {value} ELSE {column} END"
+        for column, value in on_entry.items()
+    )
+    return (
+        f"UPDATE {account} SET deletion_reason = %(reason)s, deletion_requested_at = %(now)s, "
+        f"{entered} WHERE phone = %(phone)s AND deletion_requested_at IS NULL "
+        "AND status NOT IN (" + ", ".join(f"'{s}'" for s in leaving) + ") "
+        # The session's language too, for the reply (one statement still: a subquery by
+        # primary key, which SQLite and PostgreSQL both allow in RETURNING).
+        f"RETURNING id, session_id, status, (SELECT s.language FROM {session} s "
+        f"WHERE s.id = {account}.session_id)"
+    )
+
+
+_PHONE_DELETION = _phone_deletion_sql()
+
+
+class PhoneDeletion(NamedTuple):
+    """An account request_deletion_of_phone marked, with what the reply about it needs."""
+
+    account_id: int
+    session_id: int
+    language: str  # its session's (Session.language)
+
+
+def request_deletion_of_phone(phone: str, reason: str) -> list[PhoneDeletion]:
+    """Start deleting every live account of a phone; return them newest first.
+
+    What request_deletion does for each account, in one statement (the webhook's DONE): each
+    account not yet asked is marked; those in an entry status enter the pipeline, dispatched.
+    An account being provisioned is only marked (its task hands it over, as for
+    request_deletion). One still requested without a Coder username enters too: its first
+    step finds nothing in Coder and marks it deleted, and provisioning can no longer claim it.
+    """
+    now = sql.moment(timezone.now())
+    changed = sql.rows(_PHONE_DELETION, {"reason": reason, "now": now, "phone": phone})
+    entered = sorted(row[0] for row in changed if row[2] == AccountStatus.SUSPENDING)
+    _enqueue(entered)
+    if entered:
+        logger.info("deletion pipeline: %d accounts entered", len(entered))
+    marked = (PhoneDeletion(pk, session_id, language) for pk, session_id, _, language in changed)
+    return sorted(marked, reverse=True)
 
 
 def _enter_pipeline(accounts: QuerySet[Account], now: datetime) -> list[int]:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
-from registrations import provisioning
+from registrations import provisioning, sql
 from registrations.models import (
     Account,
     AccountSource,
@@ -20,6 +24,21 @@ from registrations.phones import mask_phone
 
 logger = logging.getLogger(__name__)
 
+ACCOUNT, SESSION = sql.table(Account), sql.table(Session)
+# A deleted account frees its seat (e.g. the student texted DONE); a failed one keeps it,
+# because an admin may retry it.
+SEATS_TAKEN = (
+    f"SELECT COUNT(*) FROM {ACCOUNT} taken "
+    f"WHERE taken.session_id = s.id AND taken.status <> '{AccountStatus.DELETED}'"
+)
+_LOCK = f"SELECT 1 FROM {SESSION} WHERE id = %(session)s FOR UPDATE"
+_WHY_NOT = (
+    f"SELECT s.ended_at IS NOT NULL OR s.expires_at <= %(now)s, a.id, a.status, "
+    f"({SEATS_TAKEN}) >= s.capacity "
+    f"FROM {SESSION} s LEFT JOIN {ACCOUNT} a ON a.session_id = s.id AND a.phone = %(phone)s "
+    "WHERE s.id = %(session)s"
+)
+
 
 @dataclass(frozen=True)
 class EnrollResult:
@@ -28,69 +47,133 @@ class EnrollResult:
     outcome: InboundOutcome
 
 
-class _SessionFull(Exception):
-    """The new account would take the session past its capacity."""
-
-
-def enroll(session: Session, phone: str, *, source: str = AccountSource.SMS) -> EnrollResult:
+def enroll(
+    session: Session | int,
+    phone: str,
+    *,
+    source: str = AccountSource.SMS,
+    session_locked: bool = False,
+) -> EnrollResult:
     """Create the phone's Account in the session and queue provisioning, or handle a repeat.
 
-    The caller decides whether the session accepts enrollments; this enforces capacity and the
-    one-account-per-phone rule. A repeat text (source SMS) from a phone with an active account
-    takes the rate-limited resend path; any other repeat changes nothing (outcome duplicate).
+    The caller decides whether the session accepts enrollments; this enforces capacity, the
+    session's end and the one-account-per-phone rule. A repeat text (source SMS) from a phone
+    with an active account takes the rate-limited resend path; any other repeat changes
+    nothing (outcome duplicate). Two statements when a seat is free, one on SQLite or when
+    the caller has locked the session row in this transaction (`session_locked`).
     """
+    session_id = session if isinstance(session, int) else session.pk
+    now = timezone.now()
     # No savepoint of its own: inside the webhook's transaction this only adds the lock.
     with transaction.atomic(savepoint=False):
-        locked = _lock_session(session)
-        if locked.ended_at or locked.expires_at <= timezone.now():
-            # Ended (or expired) between the caller's read and our lock.
-            return EnrollResult(None, False, InboundOutcome.CLOSED)
-        try:
-            # Insert first and let the unique (session, phone) constraint catch repeats: a
-            # read-then-write would let two concurrent deliveries create two accounts.
-            with transaction.atomic():
-                account = Account.objects.create(
-                    session=session, phone=phone, source=source, expires_at=locked.expires_at
-                )
-                if _seats_taken(session) > locked.capacity:
-                    raise _SessionFull
-        except IntegrityError:
-            return _repeat(session, phone, source)
-        except _SessionFull:
-            logger.info("session %s is full; %s not enrolled", session.pk, mask_phone(phone))
-            return EnrollResult(None, False, InboundOutcome.FULL)
-        provisioning.enqueue_provision(account.pk)
+        if connection.features.has_select_for_update and not session_locked:
+            # Serialises enrollments in one session, so two last-seat requests cannot both
+            # count a free seat, and an admin's "end now" or "extend" is seen: the insert
+            # below is a new statement, so it reads what they committed. SQLite has no row
+            # locks; its writers are serialised whole (IMMEDIATE transactions).
+            sql.run(_LOCK, {"session": session_id})
+        created = _insert_if_seat_free(session_id, phone, source, now)
+        if created is None:
+            return _not_created(session_id, phone, source, now)
+        provisioning.enqueue_provision(created.pk)
     logger.info(
-        "enrolled %s in session %s as account %s", mask_phone(phone), session.pk, account.pk
+        "enrolled %s in session %s as account %s", mask_phone(phone), session_id, created.pk
     )
-    return EnrollResult(account, True, InboundOutcome.PROVISIONED)
+    return EnrollResult(created, True, InboundOutcome.PROVISIONED)
 
 
-def _lock_session(session: Session) -> Session:
-    """Lock the session row until commit and return its current capacity and times."""
-    # Serialises enrollments in one session so two last-seat requests cannot both count a free
-    # seat, and an admin's "end now" or "extend" is seen here. SQLite ignores FOR UPDATE; its
-    # IMMEDIATE transactions already serialise writers.
+@cache
+def _insert_fields() -> tuple[Field[Any, Any], ...]:
+    """The columns a new Account row gets a value for (NULL columns are left out)."""
+    return tuple(
+        f
+        for f in Account._meta.concrete_fields
+        if not f.primary_key
+        and f.attname != "expires_at"  # the session's, read by the insert itself
+        and (not f.null or f.has_default() or f.attname == "phone")
+    )
+
+
+@cache
+def _insert_sql() -> str:
+    names = [field.attname for field in _insert_fields()]
+    columns = ", ".join(connection.ops.quote_name(name) for name in (*names, "expires_at"))
+    values = ", ".join(f"%({name})s" for name in names)
+    # One statement decides: the session still live, a seat free, and no account of this
+    # phone yet (the unique (session, phone) constraint, without an error that would abort a
+    # PostgreSQL transaction or need a savepoint). It returns nothing when any of them fails.
     return (
-        Session.objects.select_for_update()
-        .only("capacity", "expires_at", "ended_at")
-        .get(pk=session.pk)
+        f"INSERT INTO {ACCOUNT} ({columns}) SELECT {values}, s.expires_at FROM {SESSION} s "
+        "WHERE s.id = %(session_id)s AND s.ended_at IS NULL AND s.expires_at > %(now)s "
+        f"AND ({SEATS_TAKEN}) < s.capacity "
+        "ON CONFLICT DO NOTHING RETURNING id, expires_at"
     )
 
 
-def _seats_taken(session: Session) -> int:
-    # A deleted account frees its seat (e.g. the student texted DONE); a failed one keeps it,
-    # because an admin may retry it.
-    return Account.objects.filter(session=session).exclude(status=AccountStatus.DELETED).count()
+@cache
+def _constant_values() -> dict[str, Any]:
+    """The new row's columns that are the same for every account, ready for the database."""
+    constant = [f for f in _insert_fields() if f.attname not in _PER_ACCOUNT]
+    assert not any(f.has_default() and callable(f.default) for f in constant), "see _PER_ACCOUNT"
+    return {f.attname: f.get_db_prep_save(f.get_default(), connection) for f in constant}
 
 
-def _repeat(session: Session, phone: str, source: str) -> EnrollResult:
+# Given for each account; every other column takes its default, a constant (a field whose
+# default is computed, like a time, belongs here).
+_PER_ACCOUNT = ("session_id", "phone", "source", "status", "created_at", "status_changed_at")
+
+
+def _insert_if_seat_free(session_id: int, phone: str, source: str, now: datetime) -> Account | None:
+    moment = sql.moment(now)
+    params = {
+        **_constant_values(),
+        "session_id": session_id,
+        "phone": phone,
+        "source": source,
+        "status": AccountStatus.REQUESTED.value,
+        "created_at": moment,
+        "status_changed_at": moment,
+        "now": moment,
+    }
+    found = sql.rows(_insert_sql(), params)
+    if not found:
+        return None
+    ((pk, expires_at),) = found
+    account = Account(
+        pk=pk,
+        session_id=session_id,
+        phone=phone,
+        source=source,
+        status=AccountStatus.REQUESTED,
+        expires_at=sql.read(Account, "expires_at", expires_at),
+        created_at=now,
+        status_changed_at=now,
+    )
+    account._state.adding = False  # the row exists: a save() updates it
+    return account
+
+
+def _not_created(session_id: int, phone: str, source: str, now: datetime) -> EnrollResult:
+    """Say why no account was inserted: the session ended, it is full, or the phone is in."""
+    ((ended, account_id, status, full),) = sql.rows(
+        _WHY_NOT, {"session": session_id, "phone": phone, "now": sql.moment(now)}
+    )
+    if account_id is not None:
+        return _repeat(account_id, status, source)
+    if ended:
+        # Ended (or expired) between the caller's read and our lock.
+        return EnrollResult(None, False, InboundOutcome.CLOSED)
+    if full:
+        logger.info("session %s is full; %s not enrolled", session_id, mask_phone(phone))
+        return EnrollResult(None, False, InboundOutcome.FULL)
+    # The insert met the phone's account, purged since (it was being deleted).
+    return EnrollResult(None, False, InboundOutcome.DUPLICATE)
+
+
+def _repeat(account_id: int, status: str, source: str) -> EnrollResult:
     """Handle a phone that already has an account in this session."""
-    account = Account.objects.filter(session=session, phone=phone).first()
-    if account is None:
-        # Purged between our failed insert and this read: it was being deleted.
-        return EnrollResult(None, False, InboundOutcome.DUPLICATE)
-    if source == AccountSource.SMS and account.status == AccountStatus.ACTIVE:
+    account = Account.objects.get(pk=account_id)
+    if source == AccountSource.SMS and status == AccountStatus.ACTIVE:
         sent = provisioning.request_resend(account)
         outcome = InboundOutcome.RESEND if sent else InboundOutcome.RESEND_LIMITED
         return EnrollResult(account, False, outcome)

@@ -16,6 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
+from django_q.brokers import Broker, get_broker
+from django_q.conf import Conf
 from django_q.tasks import async_task
 
 # A retry delay is stretched by up to this much, so that a class that failed together (a rate
@@ -45,7 +47,23 @@ def enqueue_on_commit(task: str, *args: int) -> None:
     admin. `robust`: a broker hiccup after commit must not turn a webhook into a 500; the row
     is saved, and the sweep re-drives rows whose task never arrived.
     """
-    transaction.on_commit(functools.partial(async_task, task, *args), robust=True)
+    enqueue = functools.partial(async_task, task, *args, broker=_broker(*_broker_key()))
+    transaction.on_commit(enqueue, robust=True)
+
+
+def _broker_key() -> tuple[str, str, str]:
+    return str(Conf.CLUSTER_NAME), str(Conf.ORM), str(Conf.REDIS)
+
+
+@functools.lru_cache(maxsize=4)
+def _broker(cluster: str, orm: str, redis: str) -> Broker:
+    """One broker per process (per configuration), shared by every enqueue.
+
+    async_task makes a new one unless given one: with Redis that is a new client, so a new
+    connection (and its handshake) for every task, most of what an enqueue cost the webhook.
+    A Redis client is thread-safe and pools its connections; the ORM broker holds none.
+    """
+    return get_broker()
 
 
 def backoff(

@@ -30,6 +30,7 @@ from registrations.models import (
     OutboundMessage,
     SeenMessage,
     UsageStat,
+    seen_message_key,
 )
 
 logger = logging.getLogger(__name__)
@@ -196,8 +197,9 @@ def apply_retention(now: datetime | None = None) -> dict[str, int]:
     """Delete message logs and purged accounts older than RETENTION_DAYS; keep daily counts.
 
     Before rows go, they are added to UsageStat (per day, session and metric), which holds no
-    phone number or text: `inbound_<outcome>`, `outbound_<kind>` and `accounts`. The hashes of
-    seen MessageSids (replay protection) go only after MESSAGE_SID_RETENTION_DAYS.
+    phone number or text: `inbound_<outcome>`, `outbound_<kind>` and `accounts`. The
+    MessageSids of the messages deleted are kept as keyed hashes (SeenMessage, the replay
+    protection), which go only after MESSAGE_SID_RETENTION_DAYS.
     """
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.RETENTION_DAYS)
@@ -206,6 +208,8 @@ def apply_retention(now: datetime | None = None) -> dict[str, int]:
     outbound = OutboundMessage.objects.filter(created_at__lt=cutoff)
     accounts = Account.objects.filter(status=AccountStatus.DELETED, purged_at__lt=cutoff)
     with transaction.atomic():
+        # In the same transaction as the delete: a replay is refused by one or the other.
+        _remember_sids(inbound)
         _count_into_stats(inbound, "received_at", "outcome", "inbound_")
         _count_into_stats(outbound, "created_at", "kind", "outbound_")
         _count_into_stats(accounts, "created_at", None, "accounts")
@@ -217,6 +221,22 @@ def apply_retention(now: datetime | None = None) -> dict[str, int]:
         }
     logger.info("retention: deleted %s", report)
     return report
+
+
+def _remember_sids(messages: QuerySet[InboundMessage]) -> None:
+    """Keep the MessageSids of messages about to be deleted, as SeenMessage keyed hashes.
+
+    While its log row exists a message's sid is found there; the webhook writes no
+    SeenMessage of its own (one statement fewer on every text).
+    """
+    rows = messages.values_list("message_sid", "received_at")
+    batch: list[SeenMessage] = []
+    for sid, received_at in rows.iterator(chunk_size=2000):
+        batch.append(SeenMessage(key=seen_message_key(sid), first_seen=received_at.date()))
+        if len(batch) >= 2000:
+            SeenMessage.objects.bulk_create(batch, ignore_conflicts=True)
+            batch = []
+    SeenMessage.objects.bulk_create(batch, ignore_conflicts=True)
 
 
 def _count_into_stats(rows: QuerySet[Any], when: str, kind: str | None, metric: str) -> None:

@@ -407,9 +407,10 @@ def seen_message_key(message_sid: str) -> str:
 class SeenMessage(models.Model):
     """A MessageSid we have received, as a keyed hash, kept long after its InboundMessage.
 
-    Retention deletes the message log after RETENTION_DAYS; without this row a captured, validly
-    signed request (a "DONE") replayed later would act again. It identifies nobody: no phone,
-    no text, only the day it was first seen.
+    Retention deletes the message log after RETENTION_DAYS, and writes one of these for each
+    message it deletes (until then the log row itself holds the sid): without it a captured,
+    validly signed request (a "DONE") replayed later would act again. It identifies nobody: no
+    phone, no text, only the day the message was first seen.
     """
 
     key = models.CharField(max_length=32, primary_key=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -29,7 +30,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from registrations import credentials, events, jobs, session_lifecycle, sms, texts
+from registrations import credentials, events, jobs, session_lifecycle, sms, sql, texts
 from registrations.coder import (
     CoderClient,
     CoderError,
@@ -522,26 +523,87 @@ def request_resend(account: Account, *, by_admin: bool = False) -> bool:
             .annotate(opted_out=Exists(OptOut.objects.filter(phone=OuterRef("phone"))))
             .first()
         )
-        if locked is None or locked.deletion_requested_at:
+        if locked is None:
             return False
-        if locked.next_attempt_at is not None:
-            return True
-        if locked.opted_out:
-            # Twilio would refuse the SMS, and the new password would lock the student out of
-            # the session they have open: change nothing until they text START.
-            logger.info("account %s: phone opted out; no new password", account.pk)
-            return False
-        if not by_admin and resends_in_last_hour(locked, now) >= settings.RESEND_LIMIT_PER_HOUR:
-            logger.info("account %s: resend rate-limited", account.pk)
-            return False
-        _set(
+        verdict = _resend_verdict(
             account.pk,
-            next_attempt_at=now,
-            last_resent_at=now,
-            resend_count=F("resend_count") + 1,
+            ResendState(
+                deletion_requested=locked.deletion_requested_at is not None,
+                on_its_way=locked.next_attempt_at is not None,
+                opted_out=locked.opted_out,
+                recent_resends=lambda: resends_in_last_hour(locked, now),
+            ),
+            by_admin,
         )
-        jobs.enqueue_on_commit(RESEND_TASK, account.pk)
+        if verdict is not None:
+            return verdict
+        _grant_resend(account.pk, now)
     return True
+
+
+@dataclass(frozen=True)
+class ResendState:
+    """What a resend request of an active account is decided on."""
+
+    deletion_requested: bool
+    on_its_way: bool  # a new password is already due (next_attempt_at is set)
+    opted_out: bool
+    recent_resends: Callable[[], int]  # resends_in_last_hour, read only when it matters
+
+
+def request_resend_as_read(account_id: int, state: ResendState) -> bool:
+    """request_resend for a text whose account (active) was read in this very transaction.
+
+    The webhook reads the state with everything else in one query; the grant is then one
+    conditional update. Should the row have changed since (another resend granted, a
+    deletion: PostgreSQL only, SQLite serialises writers), request_resend decides again
+    under the row lock.
+    """
+    verdict = _resend_verdict(account_id, state, by_admin=False)
+    if verdict is not None:
+        return verdict
+    if _grant_resend(account_id, timezone.now(), only_if_idle=True):
+        return True
+    return request_resend(Account(pk=account_id))
+
+
+def _resend_verdict(account_id: int, state: ResendState, by_admin: bool) -> bool | None:
+    """True (already granted) or False (refused), or None when a new password is to be granted."""
+    if state.deletion_requested:
+        return False
+    if state.on_its_way:
+        return True
+    if state.opted_out:
+        # Twilio would refuse the SMS, and the new password would lock the student out of
+        # the session they have open: change nothing until they text START.
+        logger.info("account %s: phone opted out; no new password", account_id)
+        return False
+    if not by_admin and state.recent_resends() >= settings.RESEND_LIMIT_PER_HOUR:
+        logger.info("account %s: resend rate-limited", account_id)
+        return False
+    return None
+
+
+_GRANT = (
+    f"UPDATE {sql.table(Account)} SET next_attempt_at = %(now)s, last_resent_at = %(now)s, "
+    "resend_count = resend_count + 1 WHERE id = %(account)s"
+)
+# Only while nothing changed since the caller read the row.
+_GRANT_IF_IDLE = (
+    _GRANT + f" AND status = '{AccountStatus.ACTIVE}' AND deletion_requested_at IS NULL "
+    "AND next_attempt_at IS NULL"
+)
+
+
+def _grant_resend(account_id: int, now: datetime, *, only_if_idle: bool = False) -> bool:
+    """Make a new password due now and queue its task once the transaction commits."""
+    # Plain SQL: on the webhook's path, building this update through the ORM cost more CPU
+    # than all the rest of a repeat text's database work.
+    statement = _GRANT_IF_IDLE if only_if_idle else _GRANT
+    granted = sql.run(statement, {"now": sql.moment(now), "account": account_id})
+    if granted:
+        jobs.enqueue_on_commit(RESEND_TASK, account_id)
+    return bool(granted)
 
 
 def _claim_resend(account_id: int, now: datetime, owner: str) -> bool:

@@ -126,10 +126,15 @@ EXPIRY_FORMAT = pgettext_lazy("SMS date format", "D M j H:i T")
 
 def language_of(session: Session | None) -> str:
     """Return the language of a session's SMS (DEFAULT_STUDENT_LANGUAGE without a session)."""
-    language = session.language if session is not None else ""
-    if language in dict(settings.STUDENT_LANGUAGES):
-        return language
-    # A language since removed from STUDENT_LANGUAGES has no catalogue any more.
+    return student_language(session.language if session is not None else None)
+
+
+def student_language(code: str | None) -> str:
+    """Return a session's stored language code if it is offered, else DEFAULT_STUDENT_LANGUAGE
+    (no session known, or a language since removed from STUDENT_LANGUAGES, which has no
+    catalogue any more)."""
+    if code and code in dict(settings.STUDENT_LANGUAGES):
+        return code
     return str(settings.DEFAULT_STUDENT_LANGUAGE)
 
 
@@ -141,6 +146,14 @@ def speaking(session: Session | None) -> AbstractContextManager[None]:
 def in_language(text: StrOrPromise, session: Session | None) -> str:
     """Return a fixed text (a reply) in the language of the session (the default without one)."""
     with speaking(session):
+        return str(text)
+
+
+def in_language_code(text: StrOrPromise, code: str | None) -> str:
+    """Return a fixed text in a language given by its code, as a session stores it (the
+    webhook reads the code with the rest of a text's state, not the Session); the default
+    language for None or a code no longer offered."""
+    with translation.override(student_language(code)):
         return str(text)
 
 

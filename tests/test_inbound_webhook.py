@@ -143,6 +143,37 @@ def test_concurrent_texts_for_the_last_seat_enroll_one_phone(classroom, twilio_s
     assert outcomes == [InboundOutcome.FULL, InboundOutcome.FULL, InboundOutcome.PROVISIONED]
 
 
+@concurrent_writers
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_concurrent_texts_from_one_phone_create_one_account(classroom, twilio_settings, broker):
+    # Distinct MessageSids (the student pressed send twice): both read "no account yet".
+    make_session(classroom)
+
+    statuses = _post_concurrently([twilio_params("python lab 3") for _ in range(4)])
+
+    assert statuses == [200] * 4
+    assert Account.objects.count() == 1
+    outcomes = sorted(InboundMessage.objects.values_list("outcome", flat=True))
+    assert outcomes == [InboundOutcome.DUPLICATE] * 3 + [InboundOutcome.PROVISIONED]
+    assert broker.queue_size() == 1
+
+
+@concurrent_writers
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_concurrent_texts_never_take_more_seats_than_there_are(
+    classroom, twilio_settings, broker
+):
+    session = make_session(classroom, capacity=3)
+    phones = [f"+1415555{n:04d}" for n in range(8)]
+
+    statuses = _post_concurrently([twilio_params("python lab 3", phone) for phone in phones])
+
+    assert statuses == [200] * 8
+    assert Account.objects.filter(session=session).count() == 3
+    outcomes = sorted(InboundMessage.objects.values_list("outcome", flat=True))
+    assert outcomes == [InboundOutcome.FULL] * 5 + [InboundOutcome.PROVISIONED] * 3
+
+
 def test_logs_mask_the_phone_and_omit_the_body(open_session, send_sms, caplog):
     caplog.set_level("INFO")
 

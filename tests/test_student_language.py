@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from registrations import deletion, expiry, texts
 from registrations.checks import check_translations
-from registrations.models import Account, Session
+from registrations.models import Account, AccountStatus, Session
 from registrations.session_lifecycle import duplicate_session
 from tests.conftest import STUDENT_PHONE, make_account, make_session
 from tests.student import logs_in
@@ -158,6 +158,55 @@ def test_a_repeat_text_is_answered_in_the_sessions_language(spanish, send_sms):
     assert reply(send_sms("python lab 3")) is None
     assert reply(send_sms("python lab 3")) == (
         "Ya te has registrado. Tus datos de acceso te llegan en breve por SMS."
+    )
+
+
+def test_ended_limited_failed_and_deleting_replies_are_in_the_sessions_language(
+    spanish, classroom, send_sms, settings
+):
+    settings.RESEND_LIMIT_PER_HOUR = 0
+    make_session(classroom, "lab terminado", language="es", ended_at=timezone.now())
+    assert reply(send_sms("lab terminado", phone="+14155550130")) == (
+        "Lo sentimos, esta clase ya ha terminado. Pide ayuda a tu docente."
+    )
+
+    limited = (
+        "Has pedido nuevos datos de acceso demasiadas veces. Espera hasta una hora y "
+        "vuelve a intentarlo."
+    )
+    make_account(spanish, "+14155550131", status=AccountStatus.ACTIVE)
+    assert reply(send_sms("RESEND", phone="+14155550131")) == limited
+    make_account(spanish, "+14155550132", status=AccountStatus.ACTIVE)
+    assert reply(send_sms("python lab 3", phone="+14155550132")) == limited
+
+    failed = "Lo sentimos, no pudimos crear tu cuenta. Pide a tu docente que lo vuelva a intentar."
+    make_account(spanish, "+14155550133", status=AccountStatus.FAILED)
+    assert reply(send_sms("RESEND", phone="+14155550133")) == failed
+    assert reply(send_sms("python lab 3", phone="+14155550133")) == failed
+
+    make_account(
+        spanish,
+        "+14155550134",
+        status=AccountStatus.SUSPENDING,
+        deletion_requested_at=timezone.now(),
+    )
+    assert reply(send_sms("python lab 3", phone="+14155550134")) == (
+        "Estamos borrando tu cuenta de esta clase. Manda la frase de nuevo en unos minutos "
+        "para tener una nueva."
+    )
+
+
+def test_done_is_answered_in_the_language_of_the_newest_account(spanish, classroom, send_sms):
+    english = make_session(classroom, "java lab 1")
+    make_account(spanish, "+14155550140")
+    make_account(english, "+14155550140")
+    make_account(english, "+14155550141")
+    make_account(spanish, "+14155550141")
+    assert reply(send_sms("DONE", phone="+14155550140")) == (
+        "OK, your class account is being deleted now. Thanks for taking part!"
+    )
+    assert reply(send_sms("DONE", phone="+14155550141")) == (
+        "De acuerdo, estamos borrando tu cuenta de la clase. ¡Gracias por participar!"
     )
 
 

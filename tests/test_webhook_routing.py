@@ -265,8 +265,8 @@ def test_a_session_that_ends_while_the_text_is_routed_gets_the_ended_reply(class
 
     routed = inbound.route(message, now - timedelta(seconds=2))
 
-    assert (routed.outcome, routed.reply, routed.session) == (
-        InboundOutcome.CLOSED, ENDED, session
+    assert (routed.outcome, routed.reply, routed.session_id) == (
+        InboundOutcome.CLOSED, ENDED, session.pk
     )
     assert Account.objects.count() == 0
 
