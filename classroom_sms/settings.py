@@ -280,6 +280,9 @@ STALE_AFTER_SECONDS = env.int("STALE_AFTER_SECONDS", default=180)
 WORKER_BEAT_SECONDS = env.float("WORKER_BEAT_SECONDS", default=3.0)
 WORKER_DEAD_AFTER_SECONDS = env.float("WORKER_DEAD_AFTER_SECONDS", default=15.0)
 WORKER_SWEEP_SECONDS = env.float("WORKER_SWEEP_SECONDS", default=10.0)
+# Worker processes run this much nicer than web processes (0: the same priority), so a class
+# burst's provisioning never makes the students' webhooks wait for CPU.
+WORKER_NICENESS = env.int("WORKER_NICENESS", default=10)
 RETENTION_DAYS = env.int("RETENTION_DAYS", default=30)
 # Keyed hashes of seen MessageSids outlive the message log by far: a captured signed request
 # (say, a DONE) replayed after its log row is gone is still refused.

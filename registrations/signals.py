@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
@@ -17,6 +19,7 @@ def stamp_heartbeat_on_spawn(sender: object, proc_name: str, **kwargs: object) -
     from registrations import beat
     from registrations.health import stamp_heartbeat
 
+    _lower_priority()
     try:
         stamp_heartbeat()
     except Exception:  # a heartbeat must never stop a worker from starting
@@ -25,6 +28,21 @@ def stamp_heartbeat_on_spawn(sender: object, proc_name: str, **kwargs: object) -
         beat.start()
     except Exception:  # without it, this worker's claims end by lease only, as before
         logger.exception("could not start the worker beat")
+
+
+def _lower_priority() -> None:
+    """Let web requests go first when a class burst keeps every worker busy.
+
+    A webhook waits on a student's phone while a task waits on nobody, and on a small machine
+    the workers' CPU (a burst's provisioning) otherwise doubles the webhooks' latency.
+    """
+    from django.conf import settings
+
+    if settings.WORKER_NICENESS > 0 and multiprocessing.parent_process() is not None:
+        try:
+            os.nice(settings.WORKER_NICENESS)
+        except OSError:  # not allowed here: run at the normal priority
+            logger.warning("could not lower the worker's CPU priority")
 
 
 @receiver(post_migrate)

@@ -348,3 +348,22 @@ def test_make_instructor_takes_its_answers_from_make_variables(tmp_path):
     refused = make("EMAIL=bo@example.edu", "PASSWORD=correct-horse-battery-staple")
     assert refused.returncode != 0
     assert "No --username given and no terminal to ask for one." in refused.stderr
+
+
+def niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_workers_yield_the_cpu_to_the_web_server(runner):
+    """A class burst's provisioning must not make the students' webhooks wait for CPU."""
+    popen = start(runner, WORKER_NICENESS="7")
+    children = alive(runner["children"])
+    web = [p for p in children if "gunicorn" in command_line(p)]
+    (cluster,) = [p for p in children if "qcluster" in command_line(p) and parent(p) == popen.pid]
+    below = alive(descendants(cluster))
+
+    base = niceness(popen.pid)
+    assert {niceness(p) for p in web} == {base}
+    assert niceness(cluster) == base
+    # The two workers (Q_WORKERS=2), each lowered as it starts.
+    assert len([p for p in below if niceness(p) == base + 7]) >= 2
