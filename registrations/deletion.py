@@ -358,15 +358,7 @@ def _suspend_all(
     report: PassReport,
 ) -> None:
     accounts = _with_user(accounts, client, report)
-
-    def suspend(account: Account) -> Step | coder.CoderError:
-        try:
-            return _suspend(account, client)
-        except coder.CoderError as exc:
-            return exc
-
-    for account, outcome in zip(accounts, pool.map(suspend, accounts), strict=True):
-        report.suspended += _save_outcome(account, outcome, report)
+    report.suspended += len(_run_steps(accounts, pool, lambda a: _suspend(a, client), report))
 
 
 def _check_workspaces(
@@ -389,15 +381,10 @@ def _check_workspaces(
             _back_off(account, exc)
         return
 
-    def check(account: Account) -> Step | coder.CoderError:
-        try:
-            return _delete_workspaces(account, client, owned[account.coder_user_id])
-        except coder.CoderError as exc:
-            return exc
+    def check(account: Account) -> Step:
+        return _delete_workspaces(account, client, owned[account.coder_user_id])
 
-    for account, outcome in zip(accounts, pool.map(check, accounts), strict=True):
-        report.workspace_checks += 1
-        _save_outcome(account, outcome, report)
+    report.workspace_checks += len(_run_steps(accounts, pool, check, report))
 
 
 def _delete_users(
@@ -407,27 +394,36 @@ def _delete_users(
     report: PassReport,
 ) -> None:
     accounts = _with_user(accounts, client, report)
+    steps = _run_steps(accounts, pool, lambda a: _delete_user(a, client), report)
+    report.users_deleted += sum(step.status == AccountStatus.DELETED for step in steps)
 
-    def delete(account: Account) -> Step | coder.CoderError:
+
+def _run_steps(
+    accounts: list[Account],
+    pool: ThreadPoolExecutor,
+    step: Callable[[Account], Step],
+    report: PassReport,
+) -> list[Step]:
+    """Run one step for each account on the pool; record each outcome here; return the steps.
+
+    The pool's threads only speak HTTP: every row is written from this thread.
+    """
+
+    def attempt(account: Account) -> Step | coder.CoderError:
         try:
-            return _delete_user(account, client)
+            return step(account)
         except coder.CoderError as exc:
             return exc
 
-    for account, outcome in zip(accounts, pool.map(delete, accounts), strict=True):
-        saved = _save_outcome(account, outcome, report)
-        if saved and isinstance(outcome, Step) and outcome.status == AccountStatus.DELETED:
-            report.users_deleted += 1
-
-
-def _save_outcome(account: Account, outcome: Step | coder.CoderError, report: PassReport) -> bool:
-    """Record one account's step (in this thread: the pool threads only speak HTTP)."""
-    if isinstance(outcome, coder.CoderError):
-        report.errors += 1
-        _back_off(account, outcome)
-        return False
-    _record(account, outcome, enqueue=False)
-    return True
+    done = []
+    for account, outcome in zip(accounts, pool.map(attempt, accounts), strict=True):
+        if isinstance(outcome, coder.CoderError):
+            report.errors += 1
+            _back_off(account, outcome)
+        else:
+            _record(account, outcome, enqueue=False)
+            done.append(outcome)
+    return done
 
 
 def _resolve_user_id(account: Account, client: coder.CoderClient) -> bool:
