@@ -97,6 +97,9 @@ class RouteBudget:
             self.limit = limit
         if status != 429 and (limit is None or remaining is None):
             return
+        if status != 429 and remaining is not None and remaining * 4 >= (limit or self.limit):
+            # Most of Coder's window is free: nothing to catch up with, no query spent.
+            return
         now = self._clock()
         window, elapsed = divmod(now, WINDOW_SECONDS)
         usable = usable_share(self.limit)
