@@ -680,14 +680,7 @@ def _resend_failed(account: Account, exc: CoderError, now: datetime) -> None:
     if retry_at is None:
         _give_up_resend(account, error)
     else:
-        _set(
-            account.pk,
-            AccountStatus.ACTIVE,
-            holder=account.claimed_by,
-            claimed_by="",
-            next_attempt_at=retry_at,
-            last_error=error[:1000],
-        )
+        _release_resend(account, retry_at, error)
 
 
 def _give_up_resend(account: Account, error: str) -> None:
@@ -696,14 +689,19 @@ def _give_up_resend(account: Account, error: str) -> None:
         error = f"No credentials SMS ever reached the student. {error}"
         _fail(account, error, AccountStatus.ACTIVE)
     else:
-        _set(
-            account.pk,
-            AccountStatus.ACTIVE,
-            holder=account.claimed_by,
-            claimed_by="",
-            next_attempt_at=None,
-            last_error=error[:1000],
-        )
+        _release_resend(account, None, error)
+
+
+def _release_resend(account: Account, retry_at: datetime | None, error: str) -> None:
+    """Let go of a resend this task held: due again at `retry_at` (None: not again)."""
+    _set(
+        account.pk,
+        AccountStatus.ACTIVE,
+        holder=account.claimed_by,
+        claimed_by="",
+        next_attempt_at=retry_at,
+        last_error=error[:1000],
+    )
 
 
 INTERRUPTED = "Interrupted: the worker stopped mid-attempt; trying again."
