@@ -5,10 +5,11 @@ messages may go to, and daily caps on both."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from registrations.models import Account, AccountSource, Classroom, OutboundKind, OutboundMessage
@@ -48,23 +49,21 @@ def _taught_by(user: User) -> Q:
 
 def test_messages_left(user: User | AnonymousUser) -> int | None:
     """How many test messages the user may still send in this 24 hours (None: no limit)."""
-    if user.is_superuser:
-        return None
-    if not user.is_authenticated:
-        return 0
-    sent = OutboundMessage.objects.filter(
-        _taught_by(user), kind=OutboundKind.TEST, created_at__gte=timezone.now() - WINDOW
-    ).count()
-    return max(int(settings.INSTRUCTOR_DAILY_TEST_MESSAGES) - sent, 0)
+    sent = OutboundMessage.objects.filter(kind=OutboundKind.TEST)
+    return _left_today(user, sent, int(settings.INSTRUCTOR_DAILY_TEST_MESSAGES))
 
 
 def invites_left(user: User | AnonymousUser) -> int | None:
     """How many students the user may still invite in this 24 hours (None: no limit)."""
+    invited = Account.objects.filter(source=AccountSource.INVITE)
+    return _left_today(user, invited, int(settings.INSTRUCTOR_DAILY_INVITES))
+
+
+def _left_today(user: User | AnonymousUser, used: QuerySet[Any], limit: int) -> int | None:
+    """`limit` less the rows of `used` in the user's classes in the last 24 hours."""
     if user.is_superuser:
         return None
     if not user.is_authenticated:
         return 0
-    invited = Account.objects.filter(
-        _taught_by(user), source=AccountSource.INVITE, created_at__gte=timezone.now() - WINDOW
-    ).count()
-    return max(int(settings.INSTRUCTOR_DAILY_INVITES) - invited, 0)
+    count = used.filter(_taught_by(user), created_at__gte=timezone.now() - WINDOW).count()
+    return max(limit - count, 0)
