@@ -351,6 +351,9 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # django-q2
 REDIS_URL = env.str("REDIS_URL", default="")
+# Successful tasks kept for the admin's "Successful tasks" list (failures are all kept);
+# 0 keeps them all, -1 none (django-q2's save_limit).
+Q_SAVE_LIMIT = env.int("Q_SAVE_LIMIT", default=1000)
 Q_CLUSTER = {
     "name": env.str("Q_CLUSTER_NAME", default="classroom-sms"),
     # Tasks are I/O-bound (Coder, Twilio): more processes than cores keeps bursts fast.
@@ -366,7 +369,9 @@ Q_CLUSTER = {
     "queue_limit": env.int("Q_QUEUE_LIMIT", default=16),
     # Periodic jobs never replay missed runs after downtime; the next run catches up itself.
     "catch_up": False,
-    "save_limit": 1000,
+    # Successes are saved without django-q2's pruning, which locks and loads every saved
+    # success on each task it saves; the sweep keeps the newest Q_SAVE_LIMIT instead.
+    "save_limit": -1 if Q_SAVE_LIMIT < 0 else 0,
     "ack_failures": True,
     "poll": 0.1,
     "label": "Background tasks",

@@ -20,6 +20,8 @@ from urllib.parse import quote, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from registrations import outbound_http
+
 logger = logging.getLogger(__name__)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "PUT", "DELETE", "HEAD", "OPTIONS"})
@@ -572,6 +574,7 @@ class CoderClient:
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
+            outbound_http.settle_environment(session, base)
         self._session = session
         self._sleep = sleep
         self.budget = budget

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django_q.brokers import Broker, get_broker
 from django_q.conf import Conf
+from django_q.models import Success, Task
 from django_q.tasks import async_task
 
 # A retry delay is stretched by up to this much, so that a class that failed together (a rate
@@ -117,3 +118,20 @@ def lease_and_enqueue(
             enqueue_on_commit(task, pk)
             won += 1
     return won
+
+
+def prune_task_results(keep: int) -> int:
+    """Delete the records of successful tasks but the newest `keep` (0: keep all); count them.
+
+    django-q2's own pruning (its `save_limit`) locks and loads every saved success each time it
+    saves one, in the cluster's one monitor process: in a class burst that was as much CPU as
+    the tasks themselves. The sweep does it here instead, in two statements.
+    """
+    if keep <= 0:
+        return 0
+    newest = Success.objects.order_by("-stopped").values_list("stopped", flat=True)
+    cutoff = next(iter(newest[keep - 1 : keep]), None)
+    if cutoff is None:
+        return 0
+    deleted: int = Task.objects.filter(success=True, stopped__lt=cutoff).delete()[0]
+    return deleted

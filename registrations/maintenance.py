@@ -18,6 +18,7 @@ from registrations import (
     credentials,
     deletion,
     expiry,
+    jobs,
     liveness,
     provisioning,
     rate_budget,
@@ -64,6 +65,7 @@ def sweep(now: datetime | None = None, *, batch: int | None = None) -> dict[str,
     # What is left: steps whose task was lost, and steps that came due during the pass.
     report["deletion_redriven"] = deletion.redrive_due(now, limit=batch, queued_too=lost)
     rate_budget.forget_before(int(now.timestamp()) // rate_budget.WINDOW_SECONDS - 2)
+    jobs.prune_task_results(settings.Q_SAVE_LIMIT)
     return report
 
 

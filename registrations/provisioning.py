@@ -121,20 +121,35 @@ def _set(
 
 
 def _claim(account_id: int, owner: str) -> bool:
-    """Move a requested account to provisioning; False when another worker has it, or it went."""
-    claimed = Account.objects.filter(
-        pk=account_id,
-        status=AccountStatus.REQUESTED,
-        deletion_requested_at__isnull=True,
-        expires_at__gt=timezone.now(),
-    ).update(
-        status=AccountStatus.PROVISIONING,
-        status_changed_at=timezone.now(),
-        attempts=F("attempts") + 1,
-        next_attempt_at=None,
-        claimed_by=owner,
+    """Move a requested account to provisioning; False when another worker has it, or it went.
+
+    The claim also gives the row its Coder username (unless it has one): saved before Coder
+    is called, so that a retry after a crash meets Coder's 409 for that same username.
+    """
+    params = {"account": account_id, "owner": owner, "now": sql.moment(timezone.now())}
+    for _ in range(USERNAME_TRIES):
+        claimed = sql.run_unless_conflict(
+            _CLAIM, {**params, "username": credentials.generate_username()}
+        )
+        if claimed is not None:
+            return claimed == 1
+        # Another live account holds that username (unique): draw again.
+    # Claimed without one; _ensure_username keeps drawing.
+    return sql.run(_CLAIM, {**params, "username": ""}) == 1
+
+
+def _claim_sql() -> str:
+    return (
+        f"UPDATE {sql.table(Account)} SET status = '{AccountStatus.PROVISIONING}', "
+        "status_changed_at = %(now)s, attempts = attempts + 1, next_attempt_at = NULL, "
+        "claimed_by = %(owner)s, coder_username = CASE WHEN coder_username = '' "
+        "THEN %(username)s ELSE coder_username END "
+        f"WHERE id = %(account)s AND status = '{AccountStatus.REQUESTED}' "
+        "AND deletion_requested_at IS NULL AND expires_at > %(now)s"
     )
-    return claimed == 1
+
+
+_CLAIM = _claim_sql()
 
 
 def _held_account(account_id: int, owner: str) -> Account:
@@ -157,15 +172,10 @@ def provision(account_id: int) -> None:
         return
     try:
         user, password = _with_inline_retries(lambda: _create_or_adopt(account))
+        # Saved with whatever ends this attempt (active, a retry, a failure), not on its own:
+        # a crash before then leaves the username, whose 409 leads the retry to this user.
         account.coder_user_id = user.id
         account.coder_email = user.email or credentials.email_for(account.coder_username)
-        _set(
-            account.pk,
-            AccountStatus.PROVISIONING,
-            holder=account.claimed_by,
-            coder_user_id=account.coder_user_id,
-            coder_email=account.coder_email,
-        )
         workspace_note = _with_inline_retries(lambda: _ensure_workspace(account))
     except PermanentFailure as exc:
         _fail(account, str(exc))
@@ -327,29 +337,47 @@ def _activate(account: Account, note: str) -> bool:
     now = timezone.now()
     # Still held by this task: if its worker was seen dead meanwhile, another attempt owns the
     # row now, and only that one may text credentials. The claim stays for the SMS below.
-    done = _set(
-        account.pk,
-        AccountStatus.PROVISIONING,
-        holder=account.claimed_by,
-        status=AccountStatus.ACTIVE,
-        provisioned_at=now,
-        # A lease, not "nothing due": if this task dies before the SMS is recorded, its
-        # worker's death (or else the lease running out) makes a new password due (resend
-        # knows it is the first SMS).
-        next_attempt_at=now + timedelta(seconds=settings.STALE_AFTER_SECONDS),
-        last_error=note,
+    # next_attempt_at is a lease, not "nothing due": if this task dies before the SMS is
+    # recorded, its worker's death (or else the lease running out) makes a new password due
+    # (resend knows it is the first SMS).
+    done = sql.rows(
+        _ACTIVATE,
+        {
+            "account": account.pk,
+            "holder": account.claimed_by,
+            "now": sql.moment(now),
+            "lease": sql.moment(now + timedelta(seconds=settings.STALE_AFTER_SECONDS)),
+            "note": note,
+            "user_id": account.coder_user_id,
+            "email": account.coder_email,
+        },
     )
     if not done:
         logger.info("account %s left provisioning before it finished; no SMS", account.pk)
         return False
-    holder = account.claimed_by
-    account.refresh_from_db()
-    account.claimed_by = holder  # what this task claimed, whatever a recovery did since
-    if account.deletion_requested_at:
+    # What may have changed since the claim: a deletion asked for meanwhile (the sweep moves
+    # the account on), the number, an expiry the instructor extended.
+    deletion_requested_at, account.phone, expires_at = done[0]
+    if deletion_requested_at is not None:
         return False
+    account.status = AccountStatus.ACTIVE
+    account.expires_at = sql.read(Account, "expires_at", expires_at)
     logger.info("account %s: Coder user %s is ready", account.pk, account.coder_username)
     events.announce(events.AccountEventKind.READY, account.pk, account.session_id)
     return True
+
+
+def _activate_sql() -> str:
+    return (
+        f"UPDATE {sql.table(Account)} SET status = '{AccountStatus.ACTIVE}', "
+        "status_changed_at = %(now)s, provisioned_at = %(now)s, next_attempt_at = %(lease)s, "
+        "last_error = %(note)s, coder_user_id = %(user_id)s, coder_email = %(email)s "
+        f"WHERE id = %(account)s AND status = '{AccountStatus.PROVISIONING}' "
+        "AND claimed_by = %(holder)s RETURNING deletion_requested_at, phone, expires_at"
+    )
+
+
+_ACTIVATE = _activate_sql()
 
 
 def _send_password(account: Account, password: str, body: str, note: str = "") -> bool:
@@ -365,8 +393,8 @@ def _send_password(account: Account, password: str, body: str, note: str = "") -
     # timer; if our worker was seen dead, the recovery that took over sets it.
     active, ours = AccountStatus.ACTIVE, {"holder": account.claimed_by, "claimed_by": ""}
     if delivery.sent:
-        _set(account.pk, credentials_sent_at=now)
-        _set(account.pk, active, **ours, next_attempt_at=None, last_error=note)
+        params = {"account": account.pk, "holder": account.claimed_by, "note": note}
+        sql.run(_SENT, {**params, "now": sql.moment(now)})
         return True
     message = delivery.message
     reason = (message.error_message or message.get_status_display()) if message else "no phone"
@@ -399,6 +427,25 @@ def _send_password(account: Account, password: str, body: str, note: str = "") -
         error = f"Credentials SMS not sent: {reason}"
         _set(account.pk, active, **ours, next_attempt_at=None, last_error=error)
     return False
+
+
+def _sent_sql() -> str:
+    # The SMS is out whatever else happened; the row is let go only while still active and
+    # ours (if a deletion began meanwhile, next_attempt_at is its timer; if our worker was seen
+    # dead, the recovery that took over sets it). SET reads the row as it was, in both.
+    ours = f"status = '{AccountStatus.ACTIVE}' AND claimed_by = %(holder)s"
+    released = {"next_attempt_at": "NULL", "last_error": "%(note)s", "claimed_by": "''"}
+    return (
+        f"UPDATE {sql.table(Account)} SET credentials_sent_at = %(now)s, "
+        + ", ".join(
+            f"{column} = CASE WHEN {ours} THEN {value} ELSE {column} END"
+            for column, value in released.items()
+        )
+        + " WHERE id = %(account)s"
+    )
+
+
+_SENT = _sent_sql()
 
 
 def _unsent_credentials(account: Account) -> int:
@@ -436,10 +483,22 @@ def _retry_later(account: Account, exc: CoderError) -> None:
         next_attempt_at=retry_at,
         claimed_by="",
         last_error=str(exc)[:1000],
+        **_coder_user(account),
     )
     notice_after = timedelta(seconds=settings.PROVISION_DELAY_NOTICE_SECONDS)
     if moved and now - account.created_at >= notice_after:
         _tell_delayed(account, now)
+
+
+def _coder_user(account: Account) -> dict[str, str]:
+    """The Coder user an attempt created or adopted, saved with how the attempt ended.
+
+    A retry then takes that user over by id (a failed workspace, a template look-up that
+    waited on the rate limit) instead of sending a create that Coder refuses with 409.
+    """
+    if not account.coder_user_id:
+        return {}
+    return {"coder_user_id": account.coder_user_id, "coder_email": account.coder_email}
 
 
 def _tell_delayed(account: Account, now: datetime) -> None:
@@ -467,6 +526,7 @@ def _fail(account: Account, error: str, from_status: str = AccountStatus.PROVISI
         next_attempt_at=None,
         claimed_by="",
         last_error=error[:1000],
+        **_coder_user(account),
     )
     if not failed:
         return

@@ -24,7 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from registrations import jobs, sms_transport
+from registrations import jobs, sms_transport, sql
 from registrations.models import (
     Account,
     InboundMessage,
@@ -156,18 +156,23 @@ def send_with_secret(*, account: Account, kind: str, body: str, secret: str) -> 
     """Send a message carrying a password now; store it masked; never retry it from the row."""
     if not account.phone:
         return Delivery(None, Outcome.FAILED)
-    message = _new_message(
+    # One read for both things the send needs: whether the phone opted out, and which of our
+    # numbers the student texted. A class burst runs this once per student on every worker.
+    opted_out, texted = sql.rows(_BEFORE_SECRET, {"phone": account.phone, "account": account.pk})[0]
+    message = OutboundMessage.objects.create(
         phone=account.phone,
         kind=kind,
         body=mask_secret(body, secret),
         account=account,
-        session=None,
+        session_id=account.session_id,
+        status=OutboundStatus.OPTED_OUT if opted_out else OutboundStatus.SENDING,
+        attempts=0 if opted_out else 1,
     )
-    if message.status == OutboundStatus.OPTED_OUT:
+    if opted_out:
         return Delivery(message, Outcome.OPTED_OUT)
-    _update(message.pk, status=OutboundStatus.SENDING, attempts=1)
-    outcome = _send(message, body, retry_allowed=False)
-    message.refresh_from_db()
+    outcome = _transmit(message, body, _sender_for(_e164(texted)), retry_allowed=False)
+    if outcome is not Outcome.SENT:
+        message.refresh_from_db()
     return Delivery(message, outcome)
 
 
@@ -196,11 +201,18 @@ def _send(message: OutboundMessage, body: str, *, retry_allowed: bool) -> Outcom
     if is_opted_out(message.phone):
         _finish(message, OutboundStatus.OPTED_OUT, error_message="Recipient opted out.")
         return Outcome.OPTED_OUT
+    return _transmit(message, body, _sender(message), retry_allowed=retry_allowed)
+
+
+def _transmit(
+    message: OutboundMessage, body: str, sender: tuple[str, str], *, retry_allowed: bool
+) -> Outcome:
+    """Send a claimed message from `sender` (From, Messaging Service SID) and record it."""
     if message.phone is None:
         # Numbers are dropped from finished messages only; the provider would refuse it too.
         _finish(message, OutboundStatus.FAILED, error_message="No phone number to send to.")
         return Outcome.FAILED
-    from_, messaging_service_sid = _sender(message)
+    from_, messaging_service_sid = sender
     try:
         sent = sms_transport.get_transport().send(
             to=message.phone,
@@ -212,19 +224,11 @@ def _send(message: OutboundMessage, body: str, *, retry_allowed: bool) -> Outcom
     except TransportError as exc:
         return _not_sent(message, exc, retry_allowed)
     status = sent.status if sent.status in _CALLBACK_RANK else OutboundStatus.QUEUED
-    now = timezone.now()
-    recorded = OutboundMessage.objects.filter(pk=message.pk, status=OutboundStatus.SENDING).update(
-        status=status,
-        twilio_sid=sent.sid,
-        sent_at=now,
-        error_code=None,
-        error_message="",
-        next_attempt_at=None,
-        updated_at=now,
-    )
-    if not recorded:
-        # A status callback got here first and already moved the row on: keep its status.
-        OutboundMessage.objects.filter(pk=message.pk).update(twilio_sid=sent.sid, sent_at=now)
+    now = sql.moment(timezone.now())
+    # A status callback may have got here first and moved the row on: its status stays. A
+    # message whose account was purged meanwhile (a goodbye, a warning) drops its number:
+    # it was kept only for this send.
+    sql.run(_RECORD_SENT, {"id": message.pk, "status": status, "sid": sent.sid, "now": now})
     logger.info(
         "sms %s (%s) to %s accepted as %s",
         message.public_id,
@@ -232,19 +236,47 @@ def _send(message: OutboundMessage, body: str, *, retry_allowed: bool) -> Outcom
         mask_phone(message.phone),
         sent.sid,
     )
-    _forget_phone_if_purged(message.pk)
     return Outcome.SENT
 
 
+def _record_sent_sql() -> str:
+    outbound, account = sql.table(OutboundMessage), sql.table(Account)
+    sending = f"status = '{OutboundStatus.SENDING}'"
+    fresh = {
+        "status": "%(status)s",
+        "error_code": "NULL",
+        "error_message": "''",
+        "next_attempt_at": "NULL",
+        "updated_at": "%(now)s",
+    }
+    recorded = ", ".join(
+        f"{column} = CASE WHEN {sending} THEN {value} ELSE {column} END"
+        for column, value in fresh.items()
+    )
+    return (
+        f"UPDATE {outbound} SET {recorded}, twilio_sid = %(sid)s, sent_at = %(now)s, "
+        f"phone = CASE WHEN EXISTS (SELECT 1 FROM {account} a WHERE a.id = "
+        f"{outbound}.account_id AND a.purged_at IS NOT NULL) THEN NULL ELSE phone END "
+        "WHERE id = %(id)s"
+    )
+
+
+_RECORD_SENT = _record_sent_sql()
+
+
 def _sender(message: OutboundMessage) -> tuple[str, str]:
-    """Return the (From number, Messaging Service SID) to send a message with.
+    """Return the (From number, Messaging Service SID) to send a message with."""
+    return _sender_for(_texted_number(message.account_id))
+
+
+def _sender_for(texted: str) -> tuple[str, str]:
+    """The sender for a student who last texted `texted` ("" when none is known).
 
     A student who texted one of several numbers is answered from that number, so the whole
     conversation stays in one thread on their phone. A pinned From goes without the Messaging
     Service, whose sender pool might otherwise pick another number. Invited students (who
     never texted) get the configured sender.
     """
-    texted = _texted_number(message.account_id)
     if texted:
         return texted, ""
     return settings.TWILIO_FROM_NUMBER, settings.TWILIO_MESSAGING_SERVICE_SID
@@ -263,8 +295,24 @@ def _texted_number(account_id: int | None) -> str:
         .values_list("to_number", flat=True)
         .first()
     )
+    return _e164(latest)
+
+
+def _e164(number: str | None) -> str:
     # Only an E.164 number: a To that did not parse as one is stored raw and is no sender.
-    return latest if latest and latest.startswith("+") and latest[1:].isdigit() else ""
+    return number if number and number.startswith("+") and number[1:].isdigit() else ""
+
+
+def _before_secret_sql() -> str:
+    inbound = sql.table(InboundMessage)
+    return (
+        f"SELECT EXISTS (SELECT 1 FROM {sql.table(OptOut)} WHERE phone = %(phone)s), "
+        f"(SELECT to_number FROM {inbound} WHERE account_id = %(account)s AND to_number <> '' "
+        "ORDER BY received_at DESC, id DESC LIMIT 1)"
+    )
+
+
+_BEFORE_SECRET = _before_secret_sql()
 
 
 def held_retry_delay() -> timedelta:

@@ -22,6 +22,7 @@ from twilio.base.exceptions import TwilioException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from registrations import outbound_http
 from registrations.checks import missing_twilio_settings
 from registrations.phones import mask_phone
 
@@ -169,6 +170,7 @@ class TimeoutHttpClient(TwilioHttpClient):  # type: ignore[misc]
     def __init__(self, timeout: float, base_url: str = "") -> None:
         super().__init__(timeout=timeout)
         self.base_url = base_url
+        outbound_http.settle_environment(self.session, base_url or TWILIO_API)
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         if self.base_url and url.startswith(TWILIO_API):

@@ -1,9 +1,10 @@
-"""The webhook's hand-written statements: run them, and pass and read values as the ORM would.
+"""Hand-written statements of the hot paths: run them, and pass and read values as the ORM would.
 
 The webhook answers every Twilio request in a handful of statements (README, "Webhook cost"),
-several of which the ORM cannot express (one read of a sender's whole state, an insert that
-only happens while a seat is free, an update that returns what it changed), and building
-queries through the ORM was most of its CPU. The statements stay portable: plain SQL that
+and provisioning a student is a few more (README, "Provisioning cost"). Several of them the
+ORM cannot express (one read of a sender's whole state, an insert that only happens while a
+seat is free, an update that returns what it changed), and building queries through the ORM
+was most of their CPU. The statements stay portable: plain SQL that
 SQLite (3.35 or later, for RETURNING) and PostgreSQL both run, with named parameters.
 """
 
@@ -13,12 +14,17 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Field, Model
 
 
 def table(model: type[Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
+
+
+def column(name: str) -> str:
+    """A column name quoted (`window` is a keyword in both databases)."""
+    return connection.ops.quote_name(name)
 
 
 def moment(value: datetime) -> Any:
@@ -37,6 +43,22 @@ def run(sql: str, params: Mapping[str, Any] | Sequence[Any]) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return int(cursor.rowcount)
+
+
+def run_unless_conflict(sql: str, params: Mapping[str, Any]) -> int | None:
+    """Run a statement a unique constraint may refuse; None when it did.
+
+    Inside a transaction the statement gets a savepoint, so that a refusal leaves the
+    transaction usable; on its own (autocommit) there is nothing to roll back, and no
+    BEGIN/COMMIT round trips are spent.
+    """
+    try:
+        if connection.in_atomic_block:
+            with transaction.atomic():
+                return run(sql, params)
+        return run(sql, params)
+    except IntegrityError:
+        return None
 
 
 def read(model: type[Model], field_name: str, value: Any) -> Any:
