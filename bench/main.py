@@ -605,8 +605,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn processes")
     parser.add_argument("--web-threads", type=int, default=4, help="threads per gunicorn process")
-    parser.add_argument("--clusters", type=int, default=2, help="qcluster processes")
-    parser.add_argument("--q-workers", type=int, default=2, help="worker processes per qcluster")
+    parser.add_argument(
+        "--clusters", type=int, default=1, help="qcluster processes (make run starts one)"
+    )
+    parser.add_argument(
+        "--q-workers", type=int, default=16, help="worker processes per qcluster (Q_WORKERS)"
+    )
     limits = parser.add_mutually_exclusive_group()
     limits.add_argument(
         "--no-rate-limit",

@@ -356,8 +356,11 @@ REDIS_URL = env.str("REDIS_URL", default="")
 Q_SAVE_LIMIT = env.int("Q_SAVE_LIMIT", default=1000)
 Q_CLUSTER = {
     "name": env.str("Q_CLUSTER_NAME", default="classroom-sms"),
-    # Tasks are I/O-bound (Coder, Twilio): more processes than cores keeps bursts fast.
-    "workers": env.int("Q_WORKERS", default=8),
+    # Tasks are I/O-bound: provisioning a student waits some 200 ms on Coder and Twilio for
+    # a few ms of CPU, so a class burst is served as fast as workers x 5 students a second
+    # (README, Performance). Forked workers share most memory (about 20 MB each of their own);
+    # each holds a database connection.
+    "workers": env.int("Q_WORKERS", default=16),
     # A task is killed after `timeout` s; `retry` must exceed it or the ORM broker re-delivers
     # a task that is still running. 120 s covers a task's worst case against a hung Coder
     # (bounded client retries of 10 s calls); the sweep's STALE_AFTER_SECONDS stays above it.

@@ -31,7 +31,10 @@ SEATS_TAKEN = (
     f"SELECT COUNT(*) FROM {ACCOUNT} taken "
     f"WHERE taken.session_id = s.id AND taken.status <> '{AccountStatus.DELETED}'"
 )
-_LOCK = f"SELECT 1 FROM {SESSION} WHERE id = %(session)s FOR UPDATE"
+# NO KEY UPDATE: as exclusive as FOR UPDATE among enrollments (and an admin's edit of the
+# session), but not against the key-share locks that inserting a row referring to the session
+# takes (a worker's SMS row, a message log): those need not wait for an enrollment.
+_LOCK = f"SELECT 1 FROM {SESSION} WHERE id = %(session)s FOR NO KEY UPDATE"
 _WHY_NOT = (
     f"SELECT s.ended_at IS NOT NULL OR s.expires_at <= %(now)s, a.id, a.status, "
     f"({SEATS_TAKEN}) >= s.capacity "

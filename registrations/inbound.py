@@ -330,8 +330,10 @@ _PHRASE_TARGET = (
     # On PostgreSQL the session found is locked here, by the read, not by a statement of its
     # own: enrollments in one session are serialised from this point (enrollment.enroll, whose
     # insert re-checks seat and end in a statement of its own, so with what committed while
-    # we waited). SQLite has no row locks; its writers are serialised whole.
-    + (" FOR UPDATE OF s" if connection.features.has_select_for_update_of else "")
+    # we waited). NO KEY UPDATE, as in enrollment._LOCK: rows being inserted that refer to the
+    # session (a worker's SMS row) do not wait for it. SQLite has no row locks; its writers
+    # are serialised whole.
+    + (" FOR NO KEY UPDATE OF s" if connection.features.has_select_for_no_key_update else "")
 )
 _GONE = (AccountStatus.DELETED, *DELETION_STATUSES)
 # RESEND: the phone's newest live account, on the (phone, status) index, with its session's

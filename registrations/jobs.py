@@ -48,8 +48,18 @@ def enqueue_on_commit(task: str, *args: int) -> None:
     admin. `robust`: a broker hiccup after commit must not turn a webhook into a 500; the row
     is saved, and the sweep re-drives rows whose task never arrived.
     """
-    enqueue = functools.partial(async_task, task, *args, broker=_broker(*_broker_key()))
-    transaction.on_commit(enqueue, robust=True)
+    transaction.on_commit(functools.partial(_enqueue, task, args), robust=True)
+
+
+def _enqueue(task: str, args: tuple[int, ...]) -> None:
+    # The broker is looked up here, after the commit: a process's first one imports and
+    # builds a Redis client, which must not happen while the webhook holds its session's lock.
+    async_task(task, *args, broker=broker())
+
+
+def broker() -> Broker:
+    """This process's broker, made on first use (registrations.warmup makes it at start)."""
+    return _broker(*_broker_key())
 
 
 def _broker_key() -> tuple[str, str, str]:

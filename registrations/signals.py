@@ -1,4 +1,4 @@
-"""Signal handlers: a worker stamps its heartbeat and starts its beat thread as it starts."""
+"""Signal handlers: a worker stamps its heartbeat, starts its beat and warms up as it starts."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 @receiver(post_spawn)
 def stamp_heartbeat_on_spawn(sender: object, proc_name: str, **kwargs: object) -> None:
-    from registrations import beat
+    from registrations import beat, warmup
     from registrations.health import stamp_heartbeat
 
     _lower_priority()
@@ -28,6 +28,7 @@ def stamp_heartbeat_on_spawn(sender: object, proc_name: str, **kwargs: object) -
         beat.start()
     except Exception:  # without it, this worker's claims end by lease only, as before
         logger.exception("could not start the worker beat")
+    warmup.worker()
 
 
 def _lower_priority() -> None:
