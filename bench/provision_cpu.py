@@ -21,7 +21,6 @@ import pstats
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -54,38 +53,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_backend(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     """Measure in a fresh process against a fresh database of `kind` and fresh fakes."""
-    from tests.e2e.backend import Backend
+    from bench.webhook_cpu import child_env, fresh_backend
     from tests.fakes.coder import FakeCoder
     from tests.fakes.twilio import FakeTwilio
 
-    workdir = Path(tempfile.mkdtemp(prefix="provision-cpu-"))
-    cluster = f"bench-provision-cpu-{os.getpid()}"
-    if kind == "sqlite":
-        backend = Backend(f"sqlite:///{workdir / 'db.sqlite3'}", "", cluster)
-    else:
-        backend = Backend(f"{args.pg_url.rstrip('/')}/bench_provision_cpu", args.redis_url, cluster)
-    backend.create()
+    workdir, cluster, backend = fresh_backend(kind, "provision-cpu", args)
     with FakeCoder() as coder, FakeTwilio() as twilio:
         coder.add_template(TEMPLATE)
-        env = {
-            **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")},
-            "PYTHONPATH": str(REPO),
-            "DJANGO_SETTINGS_MODULE": "classroom_sms.settings",
-            "ENV_FILE": "",
-            "SECRET_KEY": "bench-provision-cpu",
-            "DEBUG": "0",
-            "DATABASE_URL": backend.database_url,
-            "REDIS_URL": backend.redis_url,
-            "Q_CLUSTER_NAME": cluster,
-            "CODER_URL": coder.url,
-            "CODER_SESSION_TOKEN": coder.token,
-            "TWILIO_API_BASE_URL": twilio.url,
-            "TWILIO_ACCOUNT_SID": twilio.account_sid,
-            "TWILIO_AUTH_TOKEN": twilio.auth_token,
-            "TWILIO_FROM_NUMBER": "+15005550006",
-            "PUBLIC_BASE_URL": "https://sms.bench.test",
-            "LOG_LEVEL": "INFO",
-        }
+        env = child_env(
+            backend,
+            cluster,
+            CODER_URL=coder.url,
+            CODER_SESSION_TOKEN=coder.token,
+            TWILIO_API_BASE_URL=twilio.url,
+            TWILIO_ACCOUNT_SID=twilio.account_sid,
+            TWILIO_AUTH_TOKEN=twilio.auth_token,
+            PUBLIC_BASE_URL="https://sms.bench.test",
+        )
         argv = [sys.executable, "-m", "bench.provision_cpu", "--child", kind]
         argv += ["--students", str(args.students), "--profile-top", str(args.profile_top)]
         log = workdir / "app.log"

@@ -89,34 +89,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_backend(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     """Run the measurements in a fresh process against a fresh database of `kind`."""
-    from tests.e2e.backend import Backend
-
-    workdir = Path(tempfile.mkdtemp(prefix="webhook-cpu-"))
-    cluster = f"bench-webhook-cpu-{os.getpid()}"
-    if kind == "sqlite":
-        backend = Backend(f"sqlite:///{workdir / 'db.sqlite3'}", "", cluster)
-    else:
-        url = f"{args.pg_url.rstrip('/')}/bench_webhook_cpu"
-        backend = Backend(url, args.redis_url, cluster)
-    backend.create()
-    env = {
-        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")},
-        "PYTHONPATH": str(REPO),
-        "DJANGO_SETTINGS_MODULE": "classroom_sms.settings",
-        "ENV_FILE": "",
-        "SECRET_KEY": "bench-webhook-cpu",
-        "DEBUG": "0",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "0",
-        "DATABASE_URL": backend.database_url,
-        "REDIS_URL": backend.redis_url,
-        "Q_CLUSTER_NAME": cluster,
-        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": TOKEN,
-        "TWILIO_FROM_NUMBER": "+15005550006",
-        "LOG_LEVEL": "INFO",
-    }
+    workdir, cluster, backend = fresh_backend(kind, "webhook-cpu", args)
+    env = child_env(
+        backend,
+        cluster,
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        SECURE_SSL_REDIRECT="0",
+        PUBLIC_BASE_URL=PUBLIC_BASE_URL,
+        TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+        TWILIO_AUTH_TOKEN=TOKEN,
+    )
     argv = [sys.executable, "-m", "bench.webhook_cpu", "--child", kind]
     argv += ["--requests", str(args.requests), "--accounts", str(args.accounts)]
     argv += ["--sessions", *map(str, args.sessions), "--profile-top", str(args.profile_top)]
@@ -129,6 +111,39 @@ def run_backend(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         return dict(json.loads(done.stdout))
     finally:
         backend.destroy()
+
+
+def fresh_backend(kind: str, name: str, args: argparse.Namespace) -> tuple[Path, str, Any]:
+    """A work folder, a cluster name and a created database (and broker) of `kind`."""
+    from tests.e2e.backend import Backend
+
+    workdir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    cluster = f"bench-{name}-{os.getpid()}"
+    if kind == "sqlite":
+        backend = Backend(f"sqlite:///{workdir / 'db.sqlite3'}", "", cluster)
+    else:
+        database = f"bench_{name.replace('-', '_')}"
+        backend = Backend(f"{args.pg_url.rstrip('/')}/{database}", args.redis_url, cluster)
+    backend.create()
+    return workdir, cluster, backend
+
+
+def child_env(backend: Any, cluster: str, **settings: str) -> dict[str, str]:
+    """The environment of a measuring child process: production-like settings, no .env file."""
+    return {
+        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")},
+        "PYTHONPATH": str(REPO),
+        "DJANGO_SETTINGS_MODULE": "classroom_sms.settings",
+        "ENV_FILE": "",
+        "SECRET_KEY": "bench-child",
+        "DEBUG": "0",
+        "DATABASE_URL": backend.database_url,
+        "REDIS_URL": backend.redis_url,
+        "Q_CLUSTER_NAME": cluster,
+        "TWILIO_FROM_NUMBER": "+15005550006",
+        "LOG_LEVEL": "INFO",
+        **settings,
+    }
 
 
 def child(args: argparse.Namespace) -> dict[str, Any]:

@@ -111,10 +111,7 @@ def _phone_deletion_sql() -> str:
         "attempts": "0",
         "last_error": "''",
     }
-    entered = ", ".join(
-        f"{column} = CASE WHEN {entering} THEN {value} ELSE {column} END"
-        for column, value in on_entry.items()
-    )
+    entered = sql.set_when(entering, on_entry)
     return (
         f"UPDATE {account} SET deletion_reason = %(reason)s, deletion_requested_at = %(now)s, "
         f"{entered} WHERE phone = %(phone)s AND deletion_requested_at IS NULL "

@@ -432,16 +432,12 @@ def _send_password(account: Account, password: str, body: str, note: str = "") -
 def _sent_sql() -> str:
     # The SMS is out whatever else happened; the row is let go only while still active and
     # ours (if a deletion began meanwhile, next_attempt_at is its timer; if our worker was seen
-    # dead, the recovery that took over sets it). SET reads the row as it was, in both.
+    # dead, the recovery that took over sets it).
     ours = f"status = '{AccountStatus.ACTIVE}' AND claimed_by = %(holder)s"
     released = {"next_attempt_at": "NULL", "last_error": "%(note)s", "claimed_by": "''"}
     return (
         f"UPDATE {sql.table(Account)} SET credentials_sent_at = %(now)s, "
-        + ", ".join(
-            f"{column} = CASE WHEN {ours} THEN {value} ELSE {column} END"
-            for column, value in released.items()
-        )
-        + " WHERE id = %(account)s"
+        f"{sql.set_when(ours, released)} WHERE id = %(account)s"
     )
 
 

@@ -249,10 +249,7 @@ def _record_sent_sql() -> str:
         "next_attempt_at": "NULL",
         "updated_at": "%(now)s",
     }
-    recorded = ", ".join(
-        f"{column} = CASE WHEN {sending} THEN {value} ELSE {column} END"
-        for column, value in fresh.items()
-    )
+    recorded = sql.set_when(sending, fresh)
     return (
         f"UPDATE {outbound} SET {recorded}, twilio_sid = %(sid)s, sent_at = %(now)s, "
         f"phone = CASE WHEN EXISTS (SELECT 1 FROM {account} a WHERE a.id = "

@@ -27,6 +27,18 @@ def column(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
+def set_when(condition: str, values: Mapping[str, str]) -> str:
+    """`column = CASE WHEN condition THEN value ELSE column END, ...`: set only where it holds.
+
+    For an update that always changes some columns and others only in some rows (each SET
+    expression reads the row as it was, in both databases).
+    """
+    return ", ".join(
+        f"{column} = CASE WHEN {condition} THEN {value} ELSE {column} END"
+        for column, value in values.items()
+    )
+
+
 def moment(value: datetime) -> Any:
     """A datetime as a parameter: SQLite stores naive UTC text, PostgreSQL takes it as is."""
     return connection.ops.adapt_datetimefield_value(value)
