@@ -98,7 +98,7 @@ def _sweep_aside(now: datetime) -> threading.Thread | None:
 
 def _sweep(now: datetime) -> None:
     try:
-        maintenance.sweep(now, batch=sweep_batch())
+        maintenance.sweep(now, batch=sweep_batch(), prune_results=False)
     except Exception:  # the next beat tries again
         logger.exception("worker sweep failed")
     finally:

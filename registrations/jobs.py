@@ -135,7 +135,9 @@ def prune_task_results(keep: int) -> int:
 
     django-q2's own pruning (its `save_limit`) locks and loads every saved success each time it
     saves one, in the cluster's one monitor process: in a class burst that was as much CPU as
-    the tasks themselves. The sweep does it here instead, in two statements.
+    the tasks themselves. The scheduled sweep does it here instead, in two statements, once a
+    minute (not the beat's sweeps every few seconds: the task table has no index on
+    `stopped`, so each look is a scan).
     """
     if keep <= 0:
         return 0

@@ -39,11 +39,15 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 
-def sweep(now: datetime | None = None, *, batch: int | None = None) -> dict[str, int]:
+def sweep(
+    now: datetime | None = None, *, batch: int | None = None, prune_results: bool = True
+) -> dict[str, int]:
     """Re-drive work a dead worker or a lost task left behind; count what was re-driven.
 
     Run every minute by the scheduler, and every few seconds by one worker (registrations/
     beat.py). `batch`: deletions sent to workers by this run (default CLEANUP_BATCH_SIZE).
+    `prune_results`: also keep django-q2's saved successes to Q_SAVE_LIMIT (the scheduled run;
+    the beat's frequent ones leave it).
     """
     now = now or timezone.now()
     recovery = liveness.recover(now)
@@ -65,7 +69,8 @@ def sweep(now: datetime | None = None, *, batch: int | None = None) -> dict[str,
     # What is left: steps whose task was lost, and steps that came due during the pass.
     report["deletion_redriven"] = deletion.redrive_due(now, limit=batch, queued_too=lost)
     rate_budget.forget_before(int(now.timestamp()) // rate_budget.WINDOW_SECONDS - 2)
-    jobs.prune_task_results(settings.Q_SAVE_LIMIT)
+    if prune_results:
+        jobs.prune_task_results(settings.Q_SAVE_LIMIT)
     return report
 
 

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
@@ -121,30 +121,16 @@ def _set(
 
 
 def _claim(account_id: int, owner: str) -> bool:
-    """Move a requested account to provisioning; False when another worker has it, or it went.
-
-    The claim also gives the row its Coder username (unless it has one): saved before Coder
-    is called, so that a retry after a crash meets Coder's 409 for that same username.
-    """
+    """Move a requested account to provisioning; False when another worker has it, or it went."""
     params = {"account": account_id, "owner": owner, "now": sql.moment(timezone.now())}
-    for _ in range(USERNAME_TRIES):
-        claimed = sql.run_unless_conflict(
-            _CLAIM, {**params, "username": credentials.generate_username()}
-        )
-        if claimed is not None:
-            return claimed == 1
-        # Another live account holds that username (unique): draw again.
-    # Claimed without one; _ensure_username keeps drawing.
-    return sql.run(_CLAIM, {**params, "username": ""}) == 1
+    return sql.run(_CLAIM, params) == 1
 
 
 def _claim_sql() -> str:
     return (
         f"UPDATE {sql.table(Account)} SET status = '{AccountStatus.PROVISIONING}', "
         "status_changed_at = %(now)s, attempts = attempts + 1, next_attempt_at = NULL, "
-        "claimed_by = %(owner)s, coder_username = CASE WHEN coder_username = '' "
-        "THEN %(username)s ELSE coder_username END "
-        f"WHERE id = %(account)s AND status = '{AccountStatus.REQUESTED}' "
+        f"claimed_by = %(owner)s WHERE id = %(account)s AND status = '{AccountStatus.REQUESTED}' "
         "AND deletion_requested_at IS NULL AND expires_at > %(now)s"
     )
 
@@ -246,17 +232,17 @@ def _create_or_adopt(account: Account) -> tuple[User, str]:
 
 
 def _ensure_username(account: Account) -> str:
-    """Return the row's username, choosing and saving one first if it has none."""
+    """Return the row's username, choosing and saving one first if it has none.
+
+    Saved just before Coder is first asked to create the user, not earlier: deletion takes a
+    row without a username for one that never reached Coder (nothing to delete there).
+    """
     if account.coder_username:
         return account.coder_username
     for _ in range(USERNAME_TRIES):
         candidate = credentials.generate_username()
-        try:
-            with transaction.atomic():
-                saved = Account.objects.filter(pk=account.pk, coder_username="").update(
-                    coder_username=candidate
-                )
-        except IntegrityError:
+        saved = sql.run_unless_conflict(_NAME, {"account": account.pk, "username": candidate})
+        if saved is None:
             continue  # another live account holds it
         if saved:
             account.coder_username = candidate
@@ -264,6 +250,12 @@ def _ensure_username(account: Account) -> str:
         account.refresh_from_db(fields=["coder_username"])
         return account.coder_username
     raise PermanentFailure(f"No free username after {USERNAME_TRIES} tries.")
+
+
+_NAME = (
+    f"UPDATE {sql.table(Account)} SET coder_username = %(username)s "
+    "WHERE id = %(account)s AND coder_username = ''"
+)
 
 
 def _adopt(client: CoderClient, account: Account, user: User) -> tuple[User, str]:

@@ -68,3 +68,13 @@ def test_the_sweep_prunes_to_the_setting(settings):
     maintenance.sweep()
 
     assert names(success=True) == {"ok-0", "ok-1"}
+
+
+def test_the_beats_frequent_sweeps_leave_them_to_the_scheduled_one(settings):
+    settings.Q_SAVE_LIMIT = 2
+    for n in range(5):
+        record(f"ok-{n}", minutes_ago=n)
+
+    maintenance.sweep(prune_results=False)
+
+    assert len(names(success=True)) == 5
