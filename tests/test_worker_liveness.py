@@ -207,7 +207,7 @@ def test_a_beat_stamps_and_a_buried_worker_takes_a_new_name(db, monkeypatch, set
 def test_one_worker_sweeps_per_interval(db, settings, monkeypatch):
     settings.WORKER_SWEEP_SECONDS = 10
     sweeps: list[int | None] = []
-    monkeypatch.setattr(maintenance, "sweep", lambda now, batch=None: sweeps.append(batch))
+    monkeypatch.setattr(maintenance, "sweep", lambda now, batch=None, **_: sweeps.append(batch))
     monkeypatch.setattr(jobs, "_owner", liveness.register())
     now = timezone.now()
 
@@ -225,7 +225,7 @@ def test_one_worker_sweeps_per_interval(db, settings, monkeypatch):
 def test_a_stale_heartbeat_makes_every_beat_sweep(db, settings, monkeypatch):
     settings.WORKER_SWEEP_SECONDS = 0
     sweeps: list[object] = []
-    monkeypatch.setattr(maintenance, "sweep", lambda now, batch=None: sweeps.append(now))
+    monkeypatch.setattr(maintenance, "sweep", lambda now, batch=None, **_: sweeps.append(now))
     monkeypatch.setattr(jobs, "_owner", liveness.register())
     assert beat.beat(timezone.now()) is None
     beating(DEAD, seconds_ago=16)
@@ -248,7 +248,7 @@ def test_a_slow_sweep_neither_holds_up_the_beats_nor_runs_twice(db, settings, mo
 
     settings.WORKER_SWEEP_SECONDS = 1
     release = threading.Event()
-    monkeypatch.setattr(maintenance, "sweep", lambda now, batch=None: release.wait(5))
+    monkeypatch.setattr(maintenance, "sweep", lambda now, batch=None, **_: release.wait(5))
     owner = liveness.register()
     monkeypatch.setattr(jobs, "_owner", owner)
     now = timezone.now()
