@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+from pathlib import Path
 
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
@@ -44,6 +45,26 @@ def _lower_priority() -> None:
             os.nice(settings.WORKER_NICENESS)
         except OSError:  # not allowed here: run at the normal priority
             logger.warning("could not lower the worker's CPU priority")
+        _lower_own_session(settings.WORKER_NICENESS)
+
+
+def _lower_own_session(niceness: int) -> None:
+    """Lower the session's CPU share too when the session is the cluster's alone.
+
+    Linux divides the CPU between sessions first (autogroups) and only then between a
+    session's processes by niceness, so a worker's niceness counts only against a web server
+    in its own session (`make run`). A qcluster started in a session of its own (`setsid`, as
+    some supervisors do) competed with the web server as an equal, however nice its workers:
+    then its session, which holds nothing but the cluster, is lowered as a whole.
+    """
+    try:
+        sentinel = os.getppid()
+        cluster = int(Path(f"/proc/{sentinel}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        if os.getsid(0) != cluster:
+            return  # the session holds more than this cluster (make run's): leave it be
+        Path("/proc/self/autogroup").write_text(str(niceness))
+    except (OSError, ValueError, IndexError):  # not Linux, or no autogroups: niceness only
+        return
 
 
 @receiver(post_migrate)

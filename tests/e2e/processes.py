@@ -20,8 +20,10 @@ class Service:
         self.name = name
         self.log_path = log
         self._log = open(log, "ab")  # noqa: SIM115  (closed in _reap)
-        # A new session makes the child a process-group leader, so gunicorn's workers and
-        # qcluster's sentinel/pusher/monitor/workers can be signalled (or SIGKILLed) together.
+        # A process group of its own, so gunicorn's workers and qcluster's sentinel, pusher,
+        # monitor and workers can be signalled (or SIGKILLed) together; in our session, as
+        # `make run` starts them (scripts/run), so that workers' niceness counts against the
+        # web server's as it does there (a session of its own shares the CPU as an equal).
         self.popen = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -29,7 +31,7 @@ class Service:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            process_group=0,
         )
         self.pid = self.popen.pid
         self._terminated = False
