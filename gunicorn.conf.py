@@ -5,3 +5,26 @@
 # ?next=... after a redirect. The referer (%(f)s) is left out for the same reason: it is the
 # URL of the previous page, query string included.
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s"'
+
+# A process takes no more connections than its threads can serve, and a couple to keep alive.
+# gunicorn's default (1000) let one process accept most of a class burst and queue it behind
+# its own few threads while the other processes idled: the slowest webhooks of a burst took
+# twice as long. Connections beyond that wait in the listen backlog for whichever process
+# frees a thread first. An explicit --worker-connections still wins.
+KEEPALIVE_SLOTS = 2
+
+
+def pre_fork(server, worker):  # noqa: ARG001  (gunicorn's hook signature)
+    setting = server.cfg.settings["worker_connections"]
+    if setting.value == setting.default:
+        server.cfg.set("worker_connections", server.cfg.threads + KEEPALIVE_SLOTS)
+
+
+def post_worker_init(worker):
+    # Start every request thread with its database connection open (registrations/warmup.py),
+    # not as a burst's requests queue up. Only gthread workers have a pool (sync: one thread).
+    pool = getattr(worker, "tpool", None)
+    if pool is not None:
+        from registrations import warmup
+
+        warmup.web_threads(pool, worker.cfg.threads)

@@ -238,6 +238,8 @@ class Stack:
             "-m",
             "gunicorn",
             "classroom_sms.wsgi",
+            "--config",  # as `make run` and the Docker image start it
+            "gunicorn.conf.py",
             "--bind",
             f"127.0.0.1:{self.port}",
             "--workers",
