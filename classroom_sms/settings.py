@@ -105,7 +105,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # Persistent connections roughly halve the webhook's latency under a burst, on SQLite too:
 # django-q2's ORM broker closes a non-persistent connection before every enqueue, so each
 # new student cost a reconnect (and its PRAGMAs) on top of the request's own connection.
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+# Kept for good by default ("none"): each is checked as a request or task starts
+# (CONN_HEALTH_CHECKS) and replaced only when it broke. A limited age closed every thread's
+# connection after an idle spell, so the next class's burst paid a reconnect per web thread
+# and per worker, and on PostgreSQL a new server process for each, while students waited.
+_conn_max_age = env.str("CONN_MAX_AGE", default="none").strip().lower()
+DATABASES["default"]["CONN_MAX_AGE"] = None if _conn_max_age in ("", "none") else int(_conn_max_age)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 AUTH_PASSWORD_VALIDATORS = [

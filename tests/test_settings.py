@@ -56,7 +56,14 @@ def test_database_url_switches_to_postgresql_with_persistent_connections():
     loaded = load_settings(SECRET_KEY="x", DATABASE_URL="postgres://u:p@db.example:5432/classroom")
     assert loaded["engine"] == "django.db.backends.postgresql"
     assert loaded["name"] == "classroom"
-    assert loaded["conn_max_age"] == 60
+    # Persistent for as long as they work: each is health-checked as a request starts.
+    assert loaded["conn_max_age"] is None
+
+
+def test_conn_max_age_limits_a_connections_life_when_given():
+    assert load_settings(SECRET_KEY="x", CONN_MAX_AGE="300")["conn_max_age"] == 300
+    assert load_settings(SECRET_KEY="x", CONN_MAX_AGE="0")["conn_max_age"] == 0
+    assert load_settings(SECRET_KEY="x", CONN_MAX_AGE="none")["conn_max_age"] is None
 
 
 def test_redis_url_switches_the_broker_to_redis():

@@ -24,12 +24,37 @@ before = {name: name in sys.modules for name in watched}
 from registrations import jobs, warmup
 getattr(warmup, sys.argv[1])()
 after = {name: name in sys.modules for name in watched}
+from django.db import connection
 print(json.dumps({"before": before, "after": after,
-                  "broker_made": jobs._broker.cache_info().currsize}))
+                  "broker_made": jobs._broker.cache_info().currsize,
+                  "connected": connection.connection is not None}))
+"""
+
+# gunicorn.conf.py's hook, given a gthread worker's pool of 4 request threads; then 4 tasks, one
+# per thread (each waits for the others), report whether their thread's connection was open.
+THREADS_PROBE = """
+import json, runpy, threading
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+import django
+django.setup()
+from django.db import connection
+pool = ThreadPoolExecutor(max_workers=4)
+hooks = runpy.run_path("gunicorn.conf.py")
+hooks["post_worker_init"](SimpleNamespace(tpool=pool, cfg=SimpleNamespace(threads=4)))
+started = len(pool._threads)
+together = threading.Barrier(4, timeout=10)
+def report():
+    was_open = connection.connection is not None
+    together.wait()
+    return [threading.get_ident(), was_open]
+seen = [f.result() for f in [pool.submit(report) for _ in range(4)]]
+print(json.dumps({"started": started, "threads": len({t for t, _ in seen}),
+                  "open": [o for _, o in seen]}))
 """
 
 
-def warmed(kind: str, **env: str) -> dict:
+def warmed(kind: str, probe: str = PROBE, **env: str) -> dict:
     environment = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "classroom_sms.settings",
@@ -40,7 +65,7 @@ def warmed(kind: str, **env: str) -> dict:
         **env,
     }
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, kind],
+        [sys.executable, "-c", probe, kind],
         cwd=REPO,
         env=environment,
         capture_output=True,
@@ -65,6 +90,21 @@ def test_a_worker_imports_twilios_api_before_its_first_sms():
     assert found["before"]["twilio.rest.api.v2010.account.message"] is False
     assert found["after"]["twilio.rest.api.v2010.account.message"] is True
     assert found["broker_made"] == 1
+
+
+def test_a_worker_opens_its_database_connection_as_it_spawns(tmp_path):
+    found = warmed("worker", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+
+    assert found["connected"] is True
+
+
+def test_every_web_thread_starts_with_its_database_connection_open(tmp_path):
+    found = warmed("", THREADS_PROBE, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+
+    # All four started before any request, not one at a time as requests queue up.
+    assert found["started"] == 4
+    assert found["threads"] == 4
+    assert found["open"] == [True, True, True, True]
 
 
 def test_a_web_process_warms_up_as_gunicorn_loads_the_application():
