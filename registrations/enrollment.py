@@ -43,11 +43,55 @@ _WHY_NOT = (
 )
 
 
+# What a seat taken by enroll(..., confirm_later=True) turned out to be, read back under the
+# session's lock by a later statement of the same transaction (see confirm_later): the outcome
+# when the seat was not there after all, '' when it was.
+_SEAT_LOST = (
+    f"(SELECT CASE WHEN s.ended_at IS NOT NULL OR s.expires_at <= %(seat_now)s "
+    f"THEN '{InboundOutcome.CLOSED}' WHEN ({SEATS_TAKEN}) > s.capacity "
+    f"THEN '{InboundOutcome.FULL}' ELSE '' END FROM {SESSION} s WHERE s.id = %(seat_session)s)"
+)
+
+
 @dataclass(frozen=True)
 class EnrollResult:
     account: Account | None
     created: bool
     outcome: InboundOutcome
+    # Created by enroll(..., confirm_later=True) on PostgreSQL: the parameters of
+    # seat_lost_sql(), which the caller still has to read back before it commits.
+    unconfirmed: dict[str, Any] | None = None
+
+
+class SeatLost(Exception):
+    """A seat taken before the session's lock was gone by the time the lock was held.
+
+    The caller's transaction must roll back (leaving its atomic block by this exception does):
+    the session filled up or ended while the insert ran on an older snapshot.
+    """
+
+    def __init__(self, outcome: InboundOutcome) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+
+
+def seat_lost_sql() -> str:
+    """A scalar subquery for a statement run after enroll(..., confirm_later=True).
+
+    Its parameters are seat_session (the session's id) and seat_now (the enrollment's `now`);
+    check_seat() reads its value. Any later statement of the transaction sees every
+    enrollment that committed before this one locked the session, and none commits after it
+    until this transaction ends.
+    """
+    return _SEAT_LOST
+
+
+def check_seat(lost: str | None) -> None:
+    """Raise SeatLost when seat_lost_sql() read an outcome (None: the session is gone)."""
+    if lost is None:
+        raise SeatLost(InboundOutcome.CLOSED)
+    if lost:
+        raise SeatLost(InboundOutcome(lost))
 
 
 def enroll(
@@ -56,33 +100,46 @@ def enroll(
     *,
     source: str = AccountSource.SMS,
     session_locked: bool = False,
+    confirm_later: bool = False,
 ) -> EnrollResult:
     """Create the phone's Account in the session and queue provisioning, or handle a repeat.
 
     The caller decides whether the session accepts enrollments; this enforces capacity, the
     session's end and the one-account-per-phone rule. A repeat text (source SMS) from a phone
     with an active account takes the rate-limited resend path; any other repeat changes
-    nothing (outcome duplicate). Two statements when a seat is free, one on SQLite or when
-    the caller has locked the session row in this transaction (`session_locked`).
+    nothing (outcome duplicate).
+
+    On PostgreSQL enrollments in one session are serialised by a lock on its row, held until
+    the transaction ends: taken by a statement of its own before the insert (two statements),
+    or already held by the caller (`session_locked`), or taken by the insert itself
+    (`confirm_later`, one statement), whose count of seats then comes from before the lock:
+    the caller must read seat_lost_sql() in a later statement of the transaction and pass it
+    to check_seat(), which the result's `unconfirmed` says. That keeps the lock for the end of
+    the caller's transaction only, not for all it does after its first read. SQLite has no
+    row locks: its writers are serialised whole, and one statement decides.
     """
     session_id = session if isinstance(session, int) else session.pk
     now = timezone.now()
+    row_locks = connection.features.has_select_for_update
+    lock_in_insert = row_locks and confirm_later and not session_locked
     # No savepoint of its own: inside the webhook's transaction this only adds the lock.
     with transaction.atomic(savepoint=False):
-        if connection.features.has_select_for_update and not session_locked:
-            # Serialises enrollments in one session, so two last-seat requests cannot both
-            # count a free seat, and an admin's "end now" or "extend" is seen: the insert
-            # below is a new statement, so it reads what they committed. SQLite has no row
-            # locks; its writers are serialised whole (IMMEDIATE transactions).
+        if row_locks and not (session_locked or lock_in_insert):
+            # Two last-seat requests cannot both count a free seat, and an admin's "end now"
+            # or "extend" is seen: the insert below is a new statement, so it reads what
+            # they committed.
             sql.run(_LOCK, {"session": session_id})
-        created = _insert_if_seat_free(session_id, phone, source, now)
+        created = _insert_if_seat_free(session_id, phone, source, now, lock=lock_in_insert)
         if created is None:
             return _not_created(session_id, phone, source, now)
         provisioning.enqueue_provision(created.pk)
     logger.info(
         "enrolled %s in session %s as account %s", mask_phone(phone), session_id, created.pk
     )
-    return EnrollResult(created, True, InboundOutcome.PROVISIONED)
+    unconfirmed = {"seat_session": session_id, "seat_now": sql.moment(now)}
+    return EnrollResult(
+        created, True, InboundOutcome.PROVISIONED, unconfirmed if lock_in_insert else None
+    )
 
 
 @cache
@@ -98,15 +155,22 @@ def _insert_fields() -> tuple[Field[Any, Any], ...]:
 
 
 @cache
-def _insert_sql() -> str:
+def _insert_sql(lock: bool) -> str:
     names = [field.attname for field in _insert_fields()]
     columns = ", ".join(connection.ops.quote_name(name) for name in (*names, "expires_at"))
     values = ", ".join(f"%({name})s" for name in names)
+    # `lock`: the session row is locked by this statement (its newest version is read once
+    # the lock is held); the seats it counts are as of the statement's start.
+    source = (
+        f"(SELECT * FROM {SESSION} WHERE id = %(session_id)s FOR NO KEY UPDATE) s"
+        if lock
+        else f"{SESSION} s"
+    )
     # One statement decides: the session still live, a seat free, and no account of this
     # phone yet (the unique (session, phone) constraint, without an error that would abort a
     # PostgreSQL transaction or need a savepoint). It returns nothing when any of them fails.
     return (
-        f"INSERT INTO {ACCOUNT} ({columns}) SELECT {values}, s.expires_at FROM {SESSION} s "
+        f"INSERT INTO {ACCOUNT} ({columns}) SELECT {values}, s.expires_at FROM {source} "
         "WHERE s.id = %(session_id)s AND s.ended_at IS NULL AND s.expires_at > %(now)s "
         f"AND ({SEATS_TAKEN}) < s.capacity "
         "ON CONFLICT DO NOTHING RETURNING id, expires_at"
@@ -126,7 +190,9 @@ def _constant_values() -> dict[str, Any]:
 _PER_ACCOUNT = ("session_id", "phone", "source", "status", "created_at", "status_changed_at")
 
 
-def _insert_if_seat_free(session_id: int, phone: str, source: str, now: datetime) -> Account | None:
+def _insert_if_seat_free(
+    session_id: int, phone: str, source: str, now: datetime, *, lock: bool = False
+) -> Account | None:
     moment = sql.moment(now)
     params = {
         **_constant_values(),
@@ -138,7 +204,7 @@ def _insert_if_seat_free(session_id: int, phone: str, source: str, now: datetime
         "status_changed_at": moment,
         "now": moment,
     }
-    found = sql.rows(_insert_sql(), params)
+    found = sql.rows(_insert_sql(lock), params)
     if not found:
         return None
     ((pk, expires_at),) = found

@@ -95,6 +95,9 @@ class Routed:
     # The language of the session the text is about (Session.language, read with the rest of
     # the text's state); None when no session is known: the default language.
     language: str | None = None
+    # An enrollment whose seat the log row's statement reads back under the session's lock
+    # (the parameters of enrollment.seat_lost_sql()); None for every other outcome.
+    seat_check: dict[str, Any] | None = None
 
 
 def handle_inbound(params: QueryDict) -> str | None:
@@ -102,9 +105,14 @@ def handle_inbound(params: QueryDict) -> str | None:
     message = parse(params)
     now = timezone.now()
     try:
-        with transaction.atomic():
-            routed = route(message, now)
-            _log(message, now, routed)
+        try:
+            routed = _record(message, now, hold_session=False)
+        except enrollment.SeatLost as lost:
+            # The last seat went to another student, or the session ended, while this one's
+            # insert ran; all of it was rolled back. Routed again, this time with the session
+            # held from the read on, it gets the answer that is true now. Rare: at most once.
+            logger.info("inbound %s: seat lost (%s), routing again", message.sid, lost.outcome)
+            routed = _record(message, now, hold_session=True)
     except _SeenBefore:
         # Twilio retries a webhook it thinks timed out, and a captured request may be replayed
         # months later: answer the same empty TwiML, change nothing, send nothing.
@@ -122,6 +130,14 @@ def handle_inbound(params: QueryDict) -> str | None:
     # In the language of the session the text is about; with none known (a wrong phrase, no
     # account), in the default language.
     return texts.in_language_code(routed.reply, routed.language)
+
+
+def _record(message: Message, now: datetime, *, hold_session: bool) -> Routed:
+    """Route the message and log it, in one transaction."""
+    with transaction.atomic():
+        routed = route(message, now, hold_session=hold_session)
+        _log(message, now, routed)
+    return routed
 
 
 def twiml(reply: str | None) -> str:
@@ -188,6 +204,8 @@ _LOG = (
     "received_at, outcome, session_id, account_id) VALUES (%(message_sid)s, %(phone)s, "
     "%(to_number)s, %(body)s, %(received_at)s, %(outcome)s, %(session_id)s, %(account_id)s)"
 )
+# PostgreSQL only (an enrollment's seat is checked there; SQLite serialises writers whole).
+_LOG_CHECKING_SEAT = f"{_LOG} RETURNING {enrollment.seat_lost_sql()}"
 
 
 def _log(message: Message, now: datetime, routed: Routed) -> None:
@@ -210,18 +228,26 @@ def _log(message: Message, now: datetime, routed: Routed) -> None:
         "account_id": routed.account_id,
     }
     try:
-        sql.run(_LOG, row)
+        if routed.seat_check is None:
+            sql.run(_LOG, row)
+            return
+        # The last statement of an enrollment's transaction: it also reads back whether the
+        # seat taken is there (enrollment.enroll, confirm_later), while the session is locked.
+        ((lost,),) = sql.rows(_LOG_CHECKING_SEAT, {**row, **routed.seat_check})
     except IntegrityError as exc:
         # Leaving the atomic block by an exception rolls back whatever routing did.
         raise _SeenBefore from exc
+    enrollment.check_seat(lost)  # SeatLost rolls back the enrollment and this row
 
 
-def route(message: Message, now: datetime) -> Routed:
+def route(message: Message, now: datetime, *, hold_session: bool = False) -> Routed:
     """Decide what a message means and do it (in the caller's transaction).
 
     Raises _SeenBefore, having changed nothing, when the MessageSid was received before.
+    `hold_session`: lock the session a phrase names from the read on (PostgreSQL), so that an
+    enrollment needs no check of its seat at the end.
     """
-    sender = read_sender(message, now)
+    sender = read_sender(message, now, lock=hold_session)
     if sender.seen:
         raise _SeenBefore
     if message.from_us:
@@ -286,6 +312,7 @@ class Target:
     resends: int  # resends of the account in the last hour (provisioning.resends_in_last_hour)
     full: bool | None  # no seat left at the read (None for RESEND's account)
     language: str | None  # the session's (Session.language), for the replies about it
+    held: bool = False  # the read locked the session (PostgreSQL, read_sender's `lock`)
 
 
 @dataclass(frozen=True)
@@ -327,13 +354,17 @@ _PHRASE_TARGET = (
     # Among scheduled sessions the next to open; among the others (all NULL here) no effect.
     f"CASE WHEN {_LIVE} AND s.opens_at > %(now)s THEN s.opens_at END, "
     "s.closes_at DESC, s.id DESC LIMIT 1"
-    # On PostgreSQL the session found is locked here, by the read, not by a statement of its
-    # own: enrollments in one session are serialised from this point (enrollment.enroll, whose
-    # insert re-checks seat and end in a statement of its own, so with what committed while
-    # we waited). NO KEY UPDATE, as in enrollment._LOCK: rows being inserted that refer to the
-    # session (a worker's SMS row) do not wait for it. SQLite has no row locks; its writers
-    # are serialised whole.
-    + (" FOR NO KEY UPDATE OF s" if connection.features.has_select_for_no_key_update else "")
+)
+# The same read holding the session found from here on (PostgreSQL), for a text routed again
+# after its enrollment lost its seat (handle_inbound): enrollments in the session are then
+# serialised from the read (enrollment.enroll, whose insert re-checks seat and end in a
+# statement of its own, so with what committed while we waited). NO KEY UPDATE, as in
+# enrollment._LOCK: rows being inserted that refer to the session (a worker's SMS row) do not
+# wait for it. A first routing reads without it: the enrollment's insert takes the lock, so
+# that it is held for the end of the transaction only. SQLite has no row locks; its writers
+# are serialised whole.
+_PHRASE_TARGET_HELD = _PHRASE_TARGET + (
+    " FOR NO KEY UPDATE OF s" if connection.features.has_select_for_no_key_update else ""
 )
 _GONE = (AccountStatus.DELETED, *DELETION_STATUSES)
 # RESEND: the phone's newest live account, on the (phone, status) index, with its session's
@@ -373,14 +404,18 @@ def _sender_sql(target: str | None) -> str:
 _NO_TARGET = {*CARRIER_STOP_WORDS, *CARRIER_START_WORDS, *CARRIER_HELP_WORDS, DONE_WORD}
 _SENDER_SQL = {
     "phrase": _sender_sql(_PHRASE_TARGET),
+    "phrase held": _sender_sql(_PHRASE_TARGET_HELD),
     "resend": _sender_sql(_RESEND_TARGET),
     None: _sender_sql(None),
 }
 
 
-def read_sender(message: Message, now: datetime) -> Sender:
+def read_sender(message: Message, now: datetime, *, lock: bool = False) -> Sender:
     """Read, in one query, whether the message is a repeat, the sender's recent outcomes and
-    opt-out, and what the text names (the session and the phone's account in it)."""
+    opt-out, and what the text names (the session and the phone's account in it).
+
+    `lock`: hold the session a phrase names until the transaction ends (PostgreSQL).
+    """
     if message.phone is None or message.from_us or message.text in _NO_TARGET:
         kind: str | None = None
     elif message.text == RESEND_WORD:
@@ -401,7 +436,8 @@ def read_sender(message: Message, now: datetime) -> Sender:
         "text": message.text,
         "to_number": message.to_number,
     }
-    found = sql.rows(_SENDER_SQL[kind], params)
+    held = lock and kind == "phrase" and connection.features.has_select_for_no_key_update
+    found = sql.rows(_SENDER_SQL["phrase held" if held else kind], params)
     recent = [row[0] for row in found if row[0] is not None]
     first = found[0]
     target = None
@@ -419,6 +455,7 @@ def read_sender(message: Message, now: datetime) -> Sender:
             resends=first[11] or 0,
             full=first[12],
             language=first[13],
+            held=held,
         )
     return Sender(bool(first[2]), recent, bool(first[1]), target)
 
@@ -511,9 +548,10 @@ def _phrase(target: Target | None, phone: str) -> Routed:
 
 def _enroll(target: Target, phone: str) -> Routed:
     session_id = target.session_id
-    result = enrollment.enroll(session_id, phone, session_locked=True)
+    result = enrollment.enroll(session_id, phone, session_locked=target.held, confirm_later=True)
     account_id = result.account.pk if result.account else None
     routed = Routed(result.outcome, None, session_id, account_id, target.language)
+    routed.seat_check = result.unconfirmed
     if result.outcome == InboundOutcome.FULL:
         routed.reply = texts.FULL_REPLY
     elif result.outcome == InboundOutcome.CLOSED:

@@ -1,9 +1,10 @@
 """An enrollment's session lock holds up other enrollments, not the rows that refer to the session.
 
-On PostgreSQL the webhook locks the session a text names (its one read) so that seats stay
-exact; a worker meanwhile inserts SMS rows that refer to the same session, whose foreign key
-check takes a key-share lock on it. FOR UPDATE would make those inserts wait for every
-enrollment of a class burst; FOR NO KEY UPDATE does not, while enrollments still queue.
+On PostgreSQL an enrollment locks its session's row until it commits (taken by the account's
+insert, or by the webhook's read when a text is routed again), so that seats stay exact; a
+worker meanwhile inserts SMS rows that refer to the same session, whose foreign key check
+takes a key-share lock on it. FOR UPDATE would make those inserts wait for every enrollment of
+a class burst; FOR NO KEY UPDATE does not, while enrollments still queue.
 """
 
 from __future__ import annotations
@@ -69,9 +70,9 @@ def phrase_text(session) -> inbound.Message:
     )
 
 
-def test_the_webhooks_read_locks_the_session_without_holding_up_its_sms_rows(open_session):
+def test_a_read_holding_the_session_does_not_hold_up_its_sms_rows(open_session):
     with transaction.atomic():
-        sender = inbound.read_sender(phrase_text(open_session), timezone.now())
+        sender = inbound.read_sender(phrase_text(open_session), timezone.now(), lock=True)
         assert sender.target is not None and sender.target.session_id == open_session.pk
         took, errors = in_another_connection(lambda: sms_row(open_session))
         _, enrolling = in_another_connection(
@@ -101,3 +102,17 @@ def test_a_held_enrollment_lock_still_holds_up_another_enrollment(open_session):
         )
 
     assert len(errors) == 1 and "lock timeout" in str(errors[0])
+
+
+def test_an_enrollments_insert_locks_the_session_without_holding_up_its_sms_rows(open_session):
+    with transaction.atomic():
+        result = enrollment.enroll(open_session.pk, "+14155550125", confirm_later=True)
+        assert result.created and result.unconfirmed is not None
+        took, errors = in_another_connection(lambda: sms_row(open_session))
+        _, enrolling = in_another_connection(
+            lambda: sql.run(enrollment._LOCK, {"session": open_session.pk})
+        )
+
+    assert not errors, errors
+    assert took < 2
+    assert len(enrolling) == 1 and "lock timeout" in str(enrolling[0])
