@@ -133,9 +133,19 @@ def handle_inbound(params: QueryDict) -> str | None:
 
 
 def _record(message: Message, now: datetime, *, hold_session: bool) -> Routed:
-    """Route the message and log it, in one transaction."""
+    """Route the message and log it, in one transaction.
+
+    The read comes first, outside the transaction, unless it is to lock the session: SQLite
+    serialises writers whole (each transaction begins IMMEDIATE), so the write lock is held
+    for the writes only, not for the read and the routing as well. Nothing is lost by it:
+    PostgreSQL's reads never locked anything else, and every write re-checks what it relies
+    on (the log row's unique MessageSid, the insert's seat and phone, conditional updates).
+    """
+    sender = None if hold_session else read_sender(message, now)
+    if sender is not None and sender.seen:
+        raise _SeenBefore
     with transaction.atomic():
-        routed = route(message, now, hold_session=hold_session)
+        routed = route(message, now, hold_session=hold_session, sender=sender)
         _log(message, now, routed)
     return routed
 
@@ -240,14 +250,18 @@ def _log(message: Message, now: datetime, routed: Routed) -> None:
     enrollment.check_seat(lost)  # SeatLost rolls back the enrollment and this row
 
 
-def route(message: Message, now: datetime, *, hold_session: bool = False) -> Routed:
+def route(
+    message: Message, now: datetime, *, hold_session: bool = False, sender: Sender | None = None
+) -> Routed:
     """Decide what a message means and do it (in the caller's transaction).
 
     Raises _SeenBefore, having changed nothing, when the MessageSid was received before.
     `hold_session`: lock the session a phrase names from the read on (PostgreSQL), so that an
-    enrollment needs no check of its seat at the end.
+    enrollment needs no check of its seat at the end. `sender`: read_sender's answer, when
+    the caller read it already.
     """
-    sender = read_sender(message, now, lock=hold_session)
+    if sender is None:
+        sender = read_sender(message, now, lock=hold_session)
     if sender.seen:
         raise _SeenBefore
     if message.from_us:
