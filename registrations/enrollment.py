@@ -8,7 +8,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.db.models import Field
 from django.utils import timezone
 
@@ -67,23 +67,49 @@ class SeatLost(Exception):
     """A seat taken before the session's lock was gone by the time the lock was held.
 
     The caller's transaction must roll back (leaving its atomic block by this exception does):
-    the session filled up or ended while the insert ran on an older snapshot.
+    the session filled up or ended while the insert ran without the lock. `outcome` is None
+    when the seat could not be checked at all (the database lacks the check's function).
     """
 
-    def __init__(self, outcome: InboundOutcome) -> None:
+    def __init__(self, outcome: InboundOutcome | None) -> None:
         super().__init__(outcome)
         self.outcome = outcome
 
 
+# PostgreSQL: the seat check as a function, which locks the session row and only then reads
+# the seats, in a query of its own: each query of a volatile function sees what committed
+# before it started, so what committed while it waited for the lock too. One expression of
+# the webhook's last statement then both takes the lock and checks the seat, and the lock is
+# held for the commit only. Installed (and kept in step with SEATS_TAKEN) by `migrate`.
+SEAT_CHECK_FUNCTION = "registrations_seat_lost"
+_SEAT_CHECK_BODY = (
+    f"CREATE OR REPLACE FUNCTION {SEAT_CHECK_FUNCTION}(p_session bigint, p_now timestamptz) "
+    "RETURNS text LANGUAGE plpgsql VOLATILE AS $seat$ BEGIN "
+    f"PERFORM 1 FROM {SESSION} WHERE id = p_session FOR NO KEY UPDATE; "
+    "RETURN {lost}; END $seat$"
+)
+# SQLSTATE undefined_function: the database was not migrated since the function came.
+_NO_SUCH_FUNCTION = "42883"
+
+
+def install_seat_check(using: str = DEFAULT_DB_ALIAS) -> None:
+    """Create or replace the seat check's function (PostgreSQL; run after every migrate)."""
+    database = connections[using]
+    if not database.features.has_select_for_no_key_update:
+        return
+    lost = _SEAT_LOST.replace("%(seat_session)s", "p_session").replace("%(seat_now)s", "p_now")
+    with database.cursor() as cursor:
+        cursor.execute(_SEAT_CHECK_BODY.replace("{lost}", lost))
+
+
 def seat_lost_sql() -> str:
-    """A scalar subquery for a statement run after enroll(..., confirm_later=True).
+    """An expression for the last statement of a transaction after enroll(..., confirm_later=True).
 
     Its parameters are seat_session (the session's id) and seat_now (the enrollment's `now`);
-    check_seat() reads its value. Any later statement of the transaction sees every
-    enrollment that committed before this one locked the session, and none commits after it
-    until this transaction ends.
+    check_seat() reads its value. It holds the session from there until the transaction
+    ends, and reads the seats taken by every enrollment that committed before.
     """
-    return _SEAT_LOST
+    return f"{SEAT_CHECK_FUNCTION}(%(seat_session)s, %(seat_now)s)"
 
 
 def check_seat(lost: str | None) -> None:
@@ -92,6 +118,11 @@ def check_seat(lost: str | None) -> None:
         raise SeatLost(InboundOutcome.CLOSED)
     if lost:
         raise SeatLost(InboundOutcome(lost))
+
+
+def seat_check_missing(error: DatabaseError) -> bool:
+    """Whether an error says the seat check's function is not in the database (not migrated)."""
+    return getattr(error.__cause__, "sqlstate", None) == _NO_SUCH_FUNCTION
 
 
 def enroll(
@@ -111,25 +142,25 @@ def enroll(
 
     On PostgreSQL enrollments in one session are serialised by a lock on its row, held until
     the transaction ends: taken by a statement of its own before the insert (two statements),
-    or already held by the caller (`session_locked`), or taken by the insert itself
-    (`confirm_later`, one statement), whose count of seats then comes from before the lock:
-    the caller must read seat_lost_sql() in a later statement of the transaction and pass it
-    to check_seat(), which the result's `unconfirmed` says. That keeps the lock for the end of
-    the caller's transaction only, not for all it does after its first read. SQLite has no
-    row locks: its writers are serialised whole, and one statement decides.
+    or already held by the caller (`session_locked`), or taken only at the end
+    (`confirm_later`, one statement): the insert then counts seats without the lock, and the
+    caller must read seat_lost_sql() in the last statement of its transaction and pass it to
+    check_seat(), which the result's `unconfirmed` says. That holds the lock for the commit
+    only, not for all the caller does after its read. SQLite has no row locks: its writers
+    are serialised whole, and one statement decides.
     """
     session_id = session if isinstance(session, int) else session.pk
     now = timezone.now()
     row_locks = connection.features.has_select_for_update
-    lock_in_insert = row_locks and confirm_later and not session_locked
+    check_at_end = row_locks and confirm_later and not session_locked
     # No savepoint of its own: inside the webhook's transaction this only adds the lock.
     with transaction.atomic(savepoint=False):
-        if row_locks and not (session_locked or lock_in_insert):
+        if row_locks and not (session_locked or check_at_end):
             # Two last-seat requests cannot both count a free seat, and an admin's "end now"
             # or "extend" is seen: the insert below is a new statement, so it reads what
             # they committed.
             sql.run(_LOCK, {"session": session_id})
-        created = _insert_if_seat_free(session_id, phone, source, now, lock=lock_in_insert)
+        created = _insert_if_seat_free(session_id, phone, source, now)
         if created is None:
             return _not_created(session_id, phone, source, now)
         provisioning.enqueue_provision(created.pk)
@@ -138,7 +169,7 @@ def enroll(
     )
     unconfirmed = {"seat_session": session_id, "seat_now": sql.moment(now)}
     return EnrollResult(
-        created, True, InboundOutcome.PROVISIONED, unconfirmed if lock_in_insert else None
+        created, True, InboundOutcome.PROVISIONED, unconfirmed if check_at_end else None
     )
 
 
@@ -155,22 +186,15 @@ def _insert_fields() -> tuple[Field[Any, Any], ...]:
 
 
 @cache
-def _insert_sql(lock: bool) -> str:
+def _insert_sql() -> str:
     names = [field.attname for field in _insert_fields()]
     columns = ", ".join(connection.ops.quote_name(name) for name in (*names, "expires_at"))
     values = ", ".join(f"%({name})s" for name in names)
-    # `lock`: the session row is locked by this statement (its newest version is read once
-    # the lock is held); the seats it counts are as of the statement's start.
-    source = (
-        f"(SELECT * FROM {SESSION} WHERE id = %(session_id)s FOR NO KEY UPDATE) s"
-        if lock
-        else f"{SESSION} s"
-    )
     # One statement decides: the session still live, a seat free, and no account of this
     # phone yet (the unique (session, phone) constraint, without an error that would abort a
     # PostgreSQL transaction or need a savepoint). It returns nothing when any of them fails.
     return (
-        f"INSERT INTO {ACCOUNT} ({columns}) SELECT {values}, s.expires_at FROM {source} "
+        f"INSERT INTO {ACCOUNT} ({columns}) SELECT {values}, s.expires_at FROM {SESSION} s "
         "WHERE s.id = %(session_id)s AND s.ended_at IS NULL AND s.expires_at > %(now)s "
         f"AND ({SEATS_TAKEN}) < s.capacity "
         "ON CONFLICT DO NOTHING RETURNING id, expires_at"
@@ -190,9 +214,7 @@ def _constant_values() -> dict[str, Any]:
 _PER_ACCOUNT = ("session_id", "phone", "source", "status", "created_at", "status_changed_at")
 
 
-def _insert_if_seat_free(
-    session_id: int, phone: str, source: str, now: datetime, *, lock: bool = False
-) -> Account | None:
+def _insert_if_seat_free(session_id: int, phone: str, source: str, now: datetime) -> Account | None:
     moment = sql.moment(now)
     params = {
         **_constant_values(),
@@ -204,7 +226,7 @@ def _insert_if_seat_free(
         "status_changed_at": moment,
         "now": moment,
     }
-    found = sql.rows(_insert_sql(lock), params)
+    found = sql.rows(_insert_sql(), params)
     if not found:
         return None
     ((pk, expires_at),) = found

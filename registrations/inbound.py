@@ -19,7 +19,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, ProgrammingError, connection, transaction
 from django.http import QueryDict
 from django.utils import timezone
 from django_stubs_ext import StrOrPromise
@@ -111,7 +111,11 @@ def handle_inbound(params: QueryDict) -> str | None:
             # The last seat went to another student, or the session ended, while this one's
             # insert ran; all of it was rolled back. Routed again, this time with the session
             # held from the read on, it gets the answer that is true now. Rare: at most once.
-            logger.info("inbound %s: seat lost (%s), routing again", message.sid, lost.outcome)
+            logger.info(
+                "inbound %s: seat %s, routing again",
+                message.sid,
+                f"lost ({lost.outcome})" if lost.outcome else "not checked",
+            )
             routed = _record(message, now, hold_session=True)
     except _SeenBefore:
         # Twilio retries a webhook it thinks timed out, and a captured request may be replayed
@@ -247,6 +251,12 @@ def _log(message: Message, now: datetime, routed: Routed) -> None:
     except IntegrityError as exc:
         # Leaving the atomic block by an exception rolls back whatever routing did.
         raise _SeenBefore from exc
+    except ProgrammingError as exc:
+        if not enrollment.seat_check_missing(exc):
+            raise
+        # Still served (routed again, the session held from the read on), but slower.
+        logger.error("the database lacks the seat check: run `manage.py migrate`")
+        raise enrollment.SeatLost(None) from exc
     enrollment.check_seat(lost)  # SeatLost rolls back the enrollment and this row
 
 

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from django.apps import AppConfig
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models.signals import post_migrate
 from django.dispatch import receiver
 from django_q.signals import post_spawn
@@ -77,3 +78,15 @@ def register_periodic_jobs(
     from registrations.schedules import ensure_schedules
 
     ensure_schedules()
+
+
+@receiver(post_migrate)
+def install_seat_check(
+    sender: object, app_config: AppConfig | None = None, **kwargs: object
+) -> None:
+    # On every migrate, so the function always matches this code's count of seats.
+    if app_config is None or app_config.label != "registrations":
+        return
+    from registrations import enrollment
+
+    enrollment.install_seat_check(str(kwargs.get("using", DEFAULT_DB_ALIAS)))

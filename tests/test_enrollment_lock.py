@@ -1,7 +1,8 @@
 """An enrollment's session lock holds up other enrollments, not the rows that refer to the session.
 
-On PostgreSQL an enrollment locks its session's row until it commits (taken by the account's
-insert, or by the webhook's read when a text is routed again), so that seats stay exact; a
+On PostgreSQL an enrollment locks its session's row until it commits (taken by the seat check
+of the webhook's last statement, or by its read when a text is routed again, or by a statement
+of its own), so that seats stay exact; a
 worker meanwhile inserts SMS rows that refer to the same session, whose foreign key check
 takes a key-share lock on it. FOR UPDATE would make those inserts wait for every enrollment of
 a class burst; FOR NO KEY UPDATE does not, while enrollments still queue.
@@ -104,10 +105,13 @@ def test_a_held_enrollment_lock_still_holds_up_another_enrollment(open_session):
     assert len(errors) == 1 and "lock timeout" in str(errors[0])
 
 
-def test_an_enrollments_insert_locks_the_session_without_holding_up_its_sms_rows(open_session):
+def test_an_enrollments_seat_check_locks_the_session_without_holding_up_its_sms_rows(
+    open_session,
+):
     with transaction.atomic():
         result = enrollment.enroll(open_session.pk, "+14155550125", confirm_later=True)
         assert result.created and result.unconfirmed is not None
+        sql.rows(f"SELECT {enrollment.seat_lost_sql()}", result.unconfirmed)
         took, errors = in_another_connection(lambda: sms_row(open_session))
         _, enrolling = in_another_connection(
             lambda: sql.run(enrollment._LOCK, {"session": open_session.pk})

@@ -1,11 +1,12 @@
 """An enrollment takes the session's lock late, and checks its seat once it holds it.
 
-On PostgreSQL the webhook reads without locking; the account's insert locks the session row,
-but counts the seats taken as of its own start, before it waited for the lock. The webhook's
-last statement (its log row) reads back, under the lock, whether the seat is really there;
-when it is not, everything rolls back and the text is routed again, the session held from the
-read on. These tests make the race happen on purpose: another transaction holds the lock
-while it takes the last seat (or ends the session), and commits while the text waits for it.
+On PostgreSQL the webhook reads and inserts the account without locking, so the insert's
+count of seats may miss an enrollment that commits meanwhile. The webhook's last statement
+(its log row) takes the session's lock and then reads back whether the seat is really there
+(enrollment.seat_lost_sql()); when it is not, everything rolls back and the text is routed
+again, the session held from the read on. These tests make the race happen on purpose:
+another transaction holds the lock while it takes the last seat (or ends the session), and
+commits while the text waits for it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from registrations import enrollment
+from registrations import enrollment, sql
 from registrations.models import Account, InboundMessage, InboundOutcome, Session
 from registrations.texts import ENDED_REPLY, FULL_REPLY
 from tests.conftest import (
@@ -104,14 +105,21 @@ def text_while_another_holds_the_session(work: Callable[[], None]) -> str:
     return replies[0]
 
 
+def enroll_as_the_webhook_does(session: Session, phone: str) -> None:
+    """Another student's enrollment, up to the webhook's last statement (which locks)."""
+    result = enrollment.enroll(session.pk, phone, confirm_later=True)
+    assert result.created and result.unconfirmed is not None
+    ((lost,),) = sql.rows(f"SELECT {enrollment.seat_lost_sql()}", result.unconfirmed)
+    enrollment.check_seat(lost)
+
+
 def test_a_text_that_loses_the_last_seat_meanwhile_is_told_the_class_is_full(
     classroom, twilio_settings, broker
 ):
     session = make_session(classroom, capacity=1)
 
     def take_the_last_seat() -> None:
-        # Another student's enrollment, holding the session as the webhook's does.
-        assert enrollment.enroll(session.pk, "+14155550100", confirm_later=True).created
+        enroll_as_the_webhook_does(session, "+14155550100")
 
     reply = text_while_another_holds_the_session(take_the_last_seat)
 
@@ -144,10 +152,42 @@ def test_a_text_with_a_seat_to_spare_is_enrolled_after_waiting(classroom, twilio
     session = make_session(classroom, capacity=2)
 
     def take_a_seat() -> None:
-        assert enrollment.enroll(session.pk, "+14155550100", confirm_later=True).created
+        enroll_as_the_webhook_does(session, "+14155550100")
 
     reply = text_while_another_holds_the_session(take_a_seat)
 
     assert "<Message>" not in reply
     assert Account.objects.filter(session=session).count() == 2
     assert InboundMessage.objects.get(phone=PHONE).outcome == InboundOutcome.PROVISIONED
+
+
+def test_a_database_without_the_seat_check_still_serves_the_text(
+    classroom, twilio_settings, caplog
+):
+    """Code deployed before `migrate` ran: slower (routed again, holding the session), served."""
+    session = make_session(classroom)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP FUNCTION {enrollment.SEAT_CHECK_FUNCTION}(bigint, timestamptz)")
+    try:
+        params = twilio_params("python lab 3", PHONE)
+        url = PUBLIC_BASE_URL + "/twilio/sms/"
+        response = TwilioFormClient().post(
+            "/twilio/sms/", params, HTTP_X_TWILIO_SIGNATURE=sign(url, params)
+        )
+    finally:
+        enrollment.install_seat_check()
+
+    assert response.status_code == 200
+    assert Account.objects.get(session=session).phone == PHONE
+    assert InboundMessage.objects.get(phone=PHONE).outcome == InboundOutcome.PROVISIONED
+    assert "run `manage.py migrate`" in caplog.text
+
+
+def test_migrate_installs_the_seat_check_and_reinstalling_is_harmless():
+    enrollment.install_seat_check()
+    enrollment.install_seat_check()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM pg_proc WHERE proname = %s", [enrollment.SEAT_CHECK_FUNCTION]
+        )
+        assert cursor.fetchone()[0] == 1
