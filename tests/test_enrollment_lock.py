@@ -60,6 +60,18 @@ def sms_row(session) -> None:
     )
 
 
+def sms_rows_go_through_and_enrollments_wait(session) -> None:
+    """In a transaction holding the session: another connection's SMS row for it goes through
+    at once, while another enrollment's lock on it waits (and times out)."""
+    took, errors = in_another_connection(lambda: sms_row(session))
+    _, enrolling = in_another_connection(
+        lambda: sql.run(enrollment._LOCK, {"session": session.pk})
+    )
+    assert not errors, errors
+    assert took < 2
+    assert len(enrolling) == 1 and "lock timeout" in str(enrolling[0])
+
+
 def phrase_text(session) -> inbound.Message:
     return inbound.Message(
         sid="SM" + "a" * 32,
@@ -75,14 +87,7 @@ def test_a_read_holding_the_session_does_not_hold_up_its_sms_rows(open_session):
     with transaction.atomic():
         sender = inbound.read_sender(phrase_text(open_session), timezone.now(), lock=True)
         assert sender.target is not None and sender.target.session_id == open_session.pk
-        took, errors = in_another_connection(lambda: sms_row(open_session))
-        _, enrolling = in_another_connection(
-            lambda: sql.run(enrollment._LOCK, {"session": open_session.pk})
-        )
-
-    assert not errors, errors
-    assert took < 2
-    assert len(enrolling) == 1 and "lock timeout" in str(enrolling[0])
+        sms_rows_go_through_and_enrollments_wait(open_session)
 
 
 def test_a_held_enrollment_lock_does_not_hold_up_an_sms_row_of_its_session(open_session):
@@ -112,11 +117,4 @@ def test_an_enrollments_seat_check_locks_the_session_without_holding_up_its_sms_
         result = enrollment.enroll(open_session.pk, "+14155550125", confirm_later=True)
         assert result.created and result.unconfirmed is not None
         sql.rows(f"SELECT {enrollment.seat_lost_sql()}", result.unconfirmed)
-        took, errors = in_another_connection(lambda: sms_row(open_session))
-        _, enrolling = in_another_connection(
-            lambda: sql.run(enrollment._LOCK, {"session": open_session.pk})
-        )
-
-    assert not errors, errors
-    assert took < 2
-    assert len(enrolling) == 1 and "lock timeout" in str(enrolling[0])
+        sms_rows_go_through_and_enrollments_wait(open_session)
