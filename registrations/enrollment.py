@@ -43,16 +43,6 @@ _WHY_NOT = (
 )
 
 
-# What a seat taken by enroll(..., confirm_later=True) turned out to be, read back under the
-# session's lock by a later statement of the same transaction (see confirm_later): the outcome
-# when the seat was not there after all, '' when it was.
-_SEAT_LOST = (
-    f"(SELECT CASE WHEN s.ended_at IS NOT NULL OR s.expires_at <= %(seat_now)s "
-    f"THEN '{InboundOutcome.CLOSED}' WHEN ({SEATS_TAKEN}) > s.capacity "
-    f"THEN '{InboundOutcome.FULL}' ELSE '' END FROM {SESSION} s WHERE s.id = %(seat_session)s)"
-)
-
-
 @dataclass(frozen=True)
 class EnrollResult:
     account: Account | None
@@ -80,13 +70,18 @@ class SeatLost(Exception):
 # the seats, in a query of its own: each query of a volatile function sees what committed
 # before it started, so what committed while it waited for the lock too. One expression of
 # the webhook's last statement then both takes the lock and checks the seat, and the lock is
-# held for the commit only. Installed (and kept in step with SEATS_TAKEN) by `migrate`.
+# held for the commit only. It returns the outcome when the seat is not there after all (the
+# session ended or is over capacity), '' when it is. Installed, and kept in step with
+# SEATS_TAKEN, by every `migrate`.
 SEAT_CHECK_FUNCTION = "registrations_seat_lost"
-_SEAT_CHECK_BODY = (
+_SEAT_CHECK = (
     f"CREATE OR REPLACE FUNCTION {SEAT_CHECK_FUNCTION}(p_session bigint, p_now timestamptz) "
     "RETURNS text LANGUAGE plpgsql VOLATILE AS $seat$ BEGIN "
     f"PERFORM 1 FROM {SESSION} WHERE id = p_session FOR NO KEY UPDATE; "
-    "RETURN {lost}; END $seat$"
+    "RETURN (SELECT CASE WHEN s.ended_at IS NOT NULL OR s.expires_at <= p_now "
+    f"THEN '{InboundOutcome.CLOSED}' WHEN ({SEATS_TAKEN}) > s.capacity "
+    f"THEN '{InboundOutcome.FULL}' ELSE '' END FROM {SESSION} s WHERE s.id = p_session); "
+    "END $seat$"
 )
 # SQLSTATE undefined_function: the database was not migrated since the function came.
 _NO_SUCH_FUNCTION = "42883"
@@ -95,11 +90,9 @@ _NO_SUCH_FUNCTION = "42883"
 def install_seat_check(using: str = DEFAULT_DB_ALIAS) -> None:
     """Create or replace the seat check's function (PostgreSQL; run after every migrate)."""
     database = connections[using]
-    if not database.features.has_select_for_no_key_update:
-        return
-    lost = _SEAT_LOST.replace("%(seat_session)s", "p_session").replace("%(seat_now)s", "p_now")
-    with database.cursor() as cursor:
-        cursor.execute(_SEAT_CHECK_BODY.replace("{lost}", lost))
+    if database.features.has_select_for_no_key_update:
+        with database.cursor() as cursor:
+            cursor.execute(_SEAT_CHECK)
 
 
 def seat_lost_sql() -> str:
