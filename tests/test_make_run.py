@@ -267,15 +267,24 @@ def test_make_run_at_a_terminal_exits_0_after_ctrl_c(runner):
     url = f"http://127.0.0.1:{port}/healthz"
     finished, status = 0, 0
 
+    last_health: list[object] = []
+
     def up() -> bool:
         _drain(terminal, output)
         try:
-            return requests.get(url, timeout=2).json()["worker"]["ok"]
-        except (requests.RequestException, ValueError, KeyError):
+            health = requests.get(url, timeout=2).json()
+        except (requests.RequestException, ValueError) as exc:
+            last_health[:] = [repr(exc)]
             return False
+        last_health[:] = [health]
+        return bool(health.get("worker", {}).get("ok"))
 
     try:
-        wait_for(up, timeout=90, what="make run to serve with a worker")
+        try:
+            wait_for(up, timeout=90, what="make run to serve with a worker")
+        except TimeoutError as exc:
+            tail = output.decode(errors="replace")[-4000:]
+            raise AssertionError(f"{exc}\nlast /healthz: {last_health}\noutput:\n{tail}") from exc
         runner["children"] = descendants(pid)
         os.write(terminal, b"\x03")  # Ctrl-C, as typed: the terminal signals its foreground
         deadline = time.monotonic() + 40
