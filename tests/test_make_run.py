@@ -3,6 +3,7 @@ and a qcluster that hangs while stopping is killed after STOP_TIMEOUT instead of
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import select
@@ -100,11 +101,15 @@ def prepare(tmp_path: Path, name: str) -> dict:
 
 
 def clean_up(state: dict) -> None:
+    # Each kill may find its process gone since it was seen alive: a worker whose master was
+    # just killed exits on its own.
     popen = state["popen"]
     if popen is not None and popen.poll() is None:
-        os.killpg(popen.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(popen.pid, signal.SIGKILL)
     for pid in alive(state.get("children", set())):
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
