@@ -384,9 +384,9 @@ _PHRASE_TARGET = (
 # serialised from the read (enrollment.enroll, whose insert re-checks seat and end in a
 # statement of its own, so with what committed while we waited). NO KEY UPDATE, as in
 # enrollment._LOCK: rows being inserted that refer to the session (a worker's SMS row) do not
-# wait for it. A first routing reads without it: the enrollment's insert takes the lock, so
-# that it is held for the end of the transaction only. SQLite has no row locks; its writers
-# are serialised whole.
+# wait for it. A first routing reads without it: the seat check in the log row's statement
+# (enrollment.seat_lost_sql()) takes the lock, so that it is held for the commit only. SQLite
+# has no row locks; its writers are serialised whole.
 _PHRASE_TARGET_HELD = _PHRASE_TARGET + (
     " FOR NO KEY UPDATE OF s" if connection.features.has_select_for_no_key_update else ""
 )
