@@ -31,7 +31,7 @@ def load_settings(**env: str) -> dict | str:
     environment = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY"))
+        if not k.startswith(("DATABASE_", "REDIS_URL", "DEBUG", "SECRET_KEY"))
     }
     environment.update({"DJANGO_SETTINGS_MODULE": "classroom_sms.settings", "ENV_FILE": "", **env})
     done = subprocess.run(
