@@ -14,10 +14,20 @@ access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(
 KEEPALIVE_SLOTS = 2
 
 
-def pre_fork(server, worker):  # noqa: ARG001  (gunicorn's hook signature)
+def limit_connections(server):
+    """Set worker_connections to threads + KEEPALIVE_SLOTS unless it was given.
+
+    Before any worker exists (on_starting, and on_reload after a HUP re-read the settings): a
+    gunicorn worker reads the setting when it is made, and the arbiter makes it before its
+    pre_fork hook runs, so a limit set there missed the first process, which took whole bursts.
+    """
     setting = server.cfg.settings["worker_connections"]
     if setting.value == setting.default:
         server.cfg.set("worker_connections", server.cfg.threads + KEEPALIVE_SLOTS)
+
+
+on_starting = limit_connections
+on_reload = limit_connections
 
 
 def post_worker_init(worker):

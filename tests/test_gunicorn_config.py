@@ -1,31 +1,142 @@
-"""gunicorn.conf.py, shared by `make run` and the Docker image: a process accepts only the
-connections its threads can serve (and a couple kept alive), so no process queues a burst's
-webhooks behind its own few threads while the others idle."""
+"""gunicorn.conf.py, shared by `make run` and the Docker image: every web process accepts only
+the connections its threads can serve (and a couple kept alive), so no process queues a burst's
+webhooks behind its own few threads while the others idle.
+
+Checked on a real gunicorn: the arbiter makes each worker (which reads the setting then) before
+it runs the pre_fork hook, so a limit set there missed the first process, which then took most
+of a burst.
+"""
 
 from __future__ import annotations
 
-import runpy
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
-from types import SimpleNamespace
 
-from gunicorn.config import Config
+import pytest
 
-CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
-
-
-def forked_with(**settings: object) -> Config:
-    cfg = Config()
-    for name, value in settings.items():
-        cfg.set(name, value)
-    hooks = runpy.run_path(str(CONF))
-    hooks["pre_fork"](SimpleNamespace(cfg=cfg), None)
-    return cfg
+REPO = Path(__file__).resolve().parent.parent
 
 
-def test_a_process_accepts_as_many_connections_as_it_has_threads_and_two():
-    assert forked_with(threads=4).worker_connections == 6
-    assert forked_with(threads=16).worker_connections == 18
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def established_to(port: int) -> dict[int, int]:
+    """Socket inode -> local port of every established IPv4 TCP connection to `port`."""
+    found = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].split(":")[1], 16)
+        if local_port == port and fields[3] == "01":  # ESTABLISHED
+            found[int(fields[9])] = local_port
+    return found
+
+
+def held_by(pid: int, inodes: dict[int, int]) -> int:
+    """How many of those connections the process has accepted (holds a descriptor of)."""
+    held = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and int(target[8:-1]) in inodes:
+            held += 1
+    return held
+
+
+@pytest.fixture
+def gunicorn(tmp_path):
+    """Start gunicorn as `make run` does (--config gunicorn.conf.py); yield (process, port)."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+        "DJANGO_SETTINGS_MODULE": "classroom_sms.settings",
+        "ENV_FILE": "",
+        "SECRET_KEY": "gunicorn-config-test",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "REDIS_URL": "",
+    }
+    argv = [sys.executable, "-m", "gunicorn", "classroom_sms.wsgi", "--config", "gunicorn.conf.py"]
+    argv += ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "2"]
+    process = subprocess.Popen(
+        argv + ["--worker-tmp-dir", str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process, port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
+def test_every_web_process_accepts_only_its_threads_and_two_connections(gunicorn):
+    process, port = gunicorn
+    deadline = time.monotonic() + 60
+    while len(children(process.pid)) < 2 or not _answers(port):
+        assert process.poll() is None, "gunicorn exited"
+        assert time.monotonic() < deadline, "gunicorn did not start"
+        time.sleep(0.2)
+    workers = children(process.pid)
+    # Idle connections, as a burst's are before their request arrives: each takes a place.
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(12)]
+    try:
+        time.sleep(1.0)  # for both processes to accept what they will
+        inodes = established_to(port)
+        held = {pid: held_by(pid, inodes) for pid in workers}
+        # 2 threads + 2 each: the other 4 wait in the listen backlog for a free process.
+        assert held == dict.fromkeys(workers, 4)
+    finally:
+        for connection in idle:
+            connection.close()
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as probe:
+            probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            return probe.recv(12).startswith(b"HTTP/1.1")
+    except OSError:
+        return False
 
 
 def test_an_explicit_worker_connections_setting_wins():
-    assert forked_with(threads=4, worker_connections=50).worker_connections == 50
+    from gunicorn.config import Config
+
+    hooks = _hooks()
+    cfg = Config()
+    cfg.set("threads", 4)
+    cfg.set("worker_connections", 50)
+    hooks["on_starting"](_Server(cfg))
+    assert cfg.worker_connections == 50
+    cfg.set("worker_connections", 1000)  # gunicorn's default, as a HUP re-reads it
+    hooks["on_reload"](_Server(cfg))
+    assert cfg.worker_connections == 6
+
+
+class _Server:
+    def __init__(self, cfg: object) -> None:
+        self.cfg = cfg
+
+
+def _hooks() -> dict[str, object]:
+    import runpy
+
+    return runpy.run_path(str(REPO / "gunicorn.conf.py"))
