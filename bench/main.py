@@ -36,10 +36,11 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ from tests.e2e.harness import (
     credentials_sent,
     python_bin,
     student_phone,
+    twilio_params,
 )
 from tests.e2e.processes import group_cpu_ns, group_cpu_seconds
 from tests.e2e.scenario import deployment, phone_columns_holding, unserved
@@ -235,6 +237,7 @@ def bench_webhook(config: Config, kind: str) -> dict[str, Any]:
         first = sizes.class_webhooks
         cpu_samples = cpu_per_webhook(stack, phrase, first, sizes.cpu_samples)
         first += sizes.cpu_samples
+        floor_samples = cpu_per_request(stack, FLOOR_PATH, sizes.cpu_samples)
         pid = web_service(stack).pid
         cpu = group_cpu_seconds(pid)
         at_once = stack.burst(phrase, sizes.webhooks, first=first)
@@ -247,6 +250,7 @@ def bench_webhook(config: Config, kind: str) -> dict[str, Any]:
         "at_once": latency_summary(at_once),
         "cpu_ms_median": round(statistics.median(cpu_samples), 2),
         "cpu_ms_p90": round(percentile(cpu_samples, 90), 2),
+        "floor_cpu_ms_median": round(statistics.median(floor_samples), 2),
         # The mean over a burst, from clock ticks: includes the cost of queueing under load.
         "cpu_ms_mean_at_once": round(cpu / sizes.webhooks * 1000, 2),
         "lost": sent - accounts,
@@ -255,12 +259,33 @@ def bench_webhook(config: Config, kind: str) -> dict[str, Any]:
 
 def cpu_per_webhook(stack: Stack, phrase: str, first: int, count: int) -> list[float]:
     """CPU ms the web processes spent on each of `count` new students, texting one at a time."""
+    texts = (partial(stack.post_sms, phrase, student_phone(i)) for i in range(first, first + count))
+    return _cpu_per_call(stack, texts)
+
+
+# Answered 404 by Django's URL resolver: gunicorn and Django's handler and middleware, no view.
+FLOOR_PATH = "/twilio/no-such-path/"
+
+
+def cpu_per_request(stack: Stack, path: str, count: int) -> list[float]:
+    """CPU ms the web processes spent on each of `count` POSTs of a Twilio-sized form to `path`:
+    with FLOOR_PATH, what any request costs this deployment before a view runs."""
+    form = twilio_params("floor", student_phone(0), None, account_sid=stack.twilio.account_sid)
+    url = stack.base_url + path
+    posts = (partial(requests.post, url, data=form, timeout=15) for _ in range(count))
+    return _cpu_per_call(stack, posts, expect=404)
+
+
+def _cpu_per_call(
+    stack: Stack, calls: Iterable[Callable[[], requests.Response]], expect: int = 200
+) -> list[float]:
     pid = web_service(stack).pid
     samples = []
-    for i in range(first, first + count):
+    for call in calls:
         before = group_cpu_ns(pid)
-        response = stack.post_sms(phrase, student_phone(i))
-        response.raise_for_status()
+        response = call()
+        if response.status_code != expect:
+            raise AssertionError(f"answered {response.status_code}, not {expect}")
         time.sleep(0.02)  # let the worker thread finish with the connection after answering
         samples.append((group_cpu_ns(pid) - before) / 1e6)
     return samples
