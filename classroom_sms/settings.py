@@ -95,6 +95,9 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend, whose writers wait for the write lock in steps of a few milliseconds
+    # instead of SQLite's growing naps (registrations/sqlite/base.py).
+    DATABASES["default"]["ENGINE"] = "registrations.sqlite"
     # Web, workers and the ORM broker all write: WAL lets readers run beside the writer, and
     # IMMEDIATE takes the write lock up front so a read transaction never fails to upgrade.
     DATABASES["default"]["OPTIONS"] = {
