@@ -69,24 +69,14 @@ def _lower_own_session(niceness: int) -> None:
 
 
 @receiver(post_migrate)
-def register_periodic_jobs(
-    sender: object, app_config: AppConfig | None = None, **kwargs: object
-) -> None:
-    # Only once per migrate run, after our own app's migrations (django_q's tables exist by then).
-    if app_config is None or app_config.label != "registrations":
-        return
-    from registrations.schedules import ensure_schedules
-
-    ensure_schedules()
-
-
-@receiver(post_migrate)
-def install_seat_check(
-    sender: object, app_config: AppConfig | None = None, **kwargs: object
-) -> None:
-    # On every migrate, so the function always matches this code's count of seats.
+def after_migrate(sender: object, app_config: AppConfig | None = None, **kwargs: object) -> None:
+    """Once per migrate run, after our own app's migrations (django_q's tables exist by then):
+    register the periodic jobs, and (re)install the seat check, so that the function always
+    matches this code's count of seats."""
     if app_config is None or app_config.label != "registrations":
         return
     from registrations import enrollment
+    from registrations.schedules import ensure_schedules
 
+    ensure_schedules()
     enrollment.install_seat_check(str(kwargs.get("using", DEFAULT_DB_ALIAS)))
