@@ -31,10 +31,14 @@ on_reload = limit_connections
 
 
 def post_worker_init(worker):
+    from registrations import cpu_priority, warmup
+
+    # A session of its own, to weigh as much as a database connection does on a shared machine.
+    cpu_priority.web_worker_session(worker.ppid)
     # Start every request thread with its database connection open (registrations/warmup.py),
     # not as a burst's requests queue up. Only gthread workers have a pool (sync: one thread).
     pool = getattr(worker, "tpool", None)
     if pool is not None:
-        from registrations import warmup
-
         warmup.web_threads(pool, worker.cfg.threads)
+    # Last, with everything the process keeps loaded: out of every full collection to come.
+    warmup.freeze_heap()

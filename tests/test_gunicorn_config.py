@@ -140,3 +140,60 @@ def _hooks() -> dict[str, object]:
     import runpy
 
     return runpy.run_path(str(REPO / "gunicorn.conf.py"))
+
+
+def session_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+
+
+def started_workers(process: subprocess.Popen[bytes], port: int) -> list[int]:
+    deadline = time.monotonic() + 60
+    while len(children(process.pid)) < 2 or not _answers(port):
+        assert process.poll() is None, "gunicorn exited"
+        assert time.monotonic() < deadline, "gunicorn did not start"
+        time.sleep(0.2)
+    return children(process.pid)
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/autogroup").exists(), reason="needs Linux with autogroup scheduling"
+)
+def test_every_web_process_leads_a_session_of_its_own(gunicorn):
+    # PostgreSQL's server processes each lead one; Linux shares the CPU between sessions
+    # before it looks inside them (registrations/cpu_priority.py).
+    process, port = gunicorn
+    workers = started_workers(process, port)
+    # Each leaves as it finishes starting (post_worker_init), the other may still be loading.
+    deadline = time.monotonic() + 30
+    while {session_of(pid) for pid in workers} != set(workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    assert {session_of(pid) for pid in workers} == set(workers)
+    assert session_of(process.pid) == session_of(os.getpid())  # the master stays where it was
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/autogroup").exists(), reason="needs Linux with autogroup scheduling"
+)
+def test_web_processes_die_with_their_master_however_it_dies(gunicorn):
+    # Out of the master's process group, a worker no longer gets what the group gets (a
+    # supervisor's SIGKILL to the group): the kernel ends it when its master ends instead.
+    process, port = gunicorn
+    workers = started_workers(process, port)
+
+    process.kill()
+    process.wait(timeout=10)
+
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
+    assert not _answers(port)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

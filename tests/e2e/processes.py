@@ -104,8 +104,11 @@ class Service:
 
 
 def group_members(pgid: int) -> list[int]:
-    """Return the pids of live (not zombie) processes in a process group."""
-    members = []
+    """Return the pids of a service's live (not zombie) processes: its process group, and the
+    children of its members that lead a session of their own (gunicorn's workers do:
+    registrations/cpu_priority.py)."""
+    parents: dict[int, int] = {}
+    members = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -115,9 +118,14 @@ def group_members(pgid: int) -> list[int]:
             continue
         # Fields after the parenthesised command name: state, ppid, pgrp, ...
         fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
+        if fields[0] == "Z":
+            continue
+        if int(fields[2]) == pgid:
+            members.add(int(entry.name))
+        else:
+            parents[int(entry.name)] = int(fields[1])
+    members |= {pid for pid, parent in parents.items() if parent in members}
+    return sorted(members)
 
 
 def kill_all() -> None:
