@@ -105,7 +105,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-elif env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's, checking a kept connection without a round trip to the server
+    # (registrations/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "registrations.postgresql"
+if DATABASES["default"]["ENGINE"] == "registrations.postgresql" and env.bool(
+    "DATABASE_PREPARED_STATEMENTS", default=True
+):
     # PostgreSQL parsed and planned each of a webhook's statements anew: that was 40% of the
     # server's CPU per webhook under a class burst. Parameters bound by the server let psycopg
     # prepare a statement once a connection has run it a few times (prepare_threshold, its
