@@ -197,3 +197,19 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_a_connection_serves_one_request_then_closes(gunicorn):
+    process, port = gunicorn
+    started_workers(process, port)
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        # An HTTP/1.1 request that asks nothing about the connection: kept by default.
+        client.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = b""
+        while chunk := client.recv(65536):  # until the server closes it
+            answer += chunk
+
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 ")
+    assert b"\r\nconnection: close" in head
