@@ -45,4 +45,3 @@ def after_migrate(sender: object, app_config: AppConfig | None = None, **kwargs:
 
     ensure_schedules()
     enrollment.install_seat_check(str(kwargs.get("using", DEFAULT_DB_ALIAS)))
-

@@ -31,7 +31,7 @@ from django.db import connection
 from django.urls import resolve, reverse
 from django.utils import timezone, translation
 
-from registrations import coder, jobs, session_lifecycle, sms_transport
+from registrations import coder, jobs, provisioning, session_lifecycle, sms_transport
 from registrations.checks import missing_twilio_settings
 from registrations.models import Session
 
@@ -89,7 +89,8 @@ def _worker() -> None:
         lookups = threading.Thread(target=_coder_lookups_thread, name="warm-coder")
         lookups.daemon = True
         lookups.start()
-    connection.ensure_connection()  # last: a database still starting fails only this
+    connection.ensure_connection()  # a database still starting fails only this and the rest
+    provisioning.warm_up()
 
 
 def _outbound_clients() -> None:
