@@ -86,15 +86,23 @@ def gunicorn(tmp_path):
         process.wait(timeout=30)
 
 
-@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
-def test_every_web_process_accepts_only_its_threads_and_two_connections(gunicorn):
-    process, port = gunicorn
+def session_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+
+
+def started_workers(process: subprocess.Popen[bytes], port: int) -> list[int]:
     deadline = time.monotonic() + 60
     while len(children(process.pid)) < 2 or not _answers(port):
         assert process.poll() is None, "gunicorn exited"
         assert time.monotonic() < deadline, "gunicorn did not start"
         time.sleep(0.2)
-    workers = children(process.pid)
+    return children(process.pid)
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
+def test_every_web_process_accepts_only_its_threads_and_two_connections(gunicorn):
+    process, port = gunicorn
+    workers = started_workers(process, port)
     # Idle connections, as a burst's are before their request arrives: each takes a place.
     idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(12)]
     try:
@@ -140,19 +148,6 @@ def _hooks() -> dict[str, object]:
     import runpy
 
     return runpy.run_path(str(REPO / "gunicorn.conf.py"))
-
-
-def session_of(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
-
-
-def started_workers(process: subprocess.Popen[bytes], port: int) -> list[int]:
-    deadline = time.monotonic() + 60
-    while len(children(process.pid)) < 2 or not _answers(port):
-        assert process.poll() is None, "gunicorn exited"
-        assert time.monotonic() < deadline, "gunicorn did not start"
-        time.sleep(0.2)
-    return children(process.pid)
 
 
 @pytest.mark.skipif(
